@@ -1,0 +1,110 @@
+"""HFGPTConfig: the classic GPT hyper-parameters as a transformers config."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from transformers import AutoConfig, PreTrainedConfig
+
+# name -> fields. The GPT-2 sizes follow the GPT-2 paper; "tiny" is for tests, "small-cpu" trains in minutes on a laptop.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpt2": dict(vocab_size=50257, context_length=1024, emb_dim=768, n_heads=12, n_layers=12),
+    "gpt2-medium": dict(vocab_size=50257, context_length=1024, emb_dim=1024, n_heads=16, n_layers=24),
+    "gpt2-large": dict(vocab_size=50257, context_length=1024, emb_dim=1280, n_heads=20, n_layers=36),
+    "gpt2-xl": dict(vocab_size=50257, context_length=1024, emb_dim=1600, n_heads=25, n_layers=48),
+    "small-cpu": dict(context_length=256, emb_dim=256, n_heads=4, n_layers=4),
+    "tiny": dict(context_length=64, emb_dim=32, n_heads=4, n_layers=2),
+}
+PRESETS["124M"], PRESETS["355M"], PRESETS["774M"], PRESETS["1558M"] = (
+    PRESETS["gpt2"],
+    PRESETS["gpt2-medium"],
+    PRESETS["gpt2-large"],
+    PRESETS["gpt2-xl"],
+)
+
+
+class HFGPTConfig(PreTrainedConfig):
+    r"""Configuration of an hfgpt GPT model.
+
+    Args:
+        vocab_size (`int`, defaults to 50257): number of token ids (GPT-2's BPE vocabulary by default).
+        context_length (`int`, defaults to 1024): longest sequence the model is trained on; the limit for
+            strategies with a fixed position table (`"learned"`). Also `max_position_embeddings`.
+        emb_dim (`int`, defaults to 768): width of embeddings and hidden states. Also `hidden_size`.
+        n_heads (`int`, defaults to 12): attention heads; must divide `emb_dim`. Also `num_attention_heads`.
+        n_layers (`int`, defaults to 12): transformer blocks. Also `num_hidden_layers`.
+        drop_rate (`float`, defaults to 0.1): dropout on embeddings, attention weights and residual branches.
+        qkv_bias (`bool`, defaults to `False`): bias in the query/key/value projections.
+        position_encoding (`str`, defaults to `"learned"`): name of a positional-encoding strategy registered by a
+            plugin (`hfgpt plugins` lists them). Only the name is saved, never the class.
+        position_encoding_kwargs (`dict`, *optional*): parameters for that strategy (e.g. `{"theta": 10000.0}`).
+        layer_norm_epsilon (`float`, defaults to 1e-5): LayerNorm epsilon.
+        initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.
+        tie_word_embeddings (`bool`, defaults to `True`): share the token embedding with the LM head (as GPT-2).
+    """
+
+    model_type: ClassVar[str] = "hfgpt"
+    attribute_map: ClassVar[dict[str, str]] = {
+        "max_position_embeddings": "context_length",
+        "hidden_size": "emb_dim",
+        "num_attention_heads": "n_heads",
+        "num_hidden_layers": "n_layers",
+    }
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["past_key_values"]
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float | int = 0.1
+    qkv_bias: bool = False
+    position_encoding: str = "learned"
+    position_encoding_kwargs: dict[str, Any] | None = None
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    use_cache: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | list[int] | None = 50256
+    pad_token_id: int | None = None
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        if self.position_encoding_kwargs is None:
+            self.position_encoding_kwargs = {}
+        super().__post_init__(**kwargs)
+        self.check()
+
+    def check(self) -> None:
+        """Raise a clear error for hyper-parameters no model can be built from."""
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"HFGPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(
+                f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
+                f"emb_dim / n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))}."
+            )
+        if not 0.0 <= float(self.drop_rate) < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        # Raises UnknownStrategyError listing the installed strategies.
+        from hfgpt.plugins import get_position_encoding
+
+        get_position_encoding(self.position_encoding)
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> HFGPTConfig:
+        """A config for a named size (`gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `small-cpu`, `tiny`)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+AutoConfig.register(HFGPTConfig.model_type, HFGPTConfig)
+
+__all__ = ["HFGPTConfig", "PRESETS"]
