@@ -105,6 +105,14 @@ def _load_entry_points() -> None:
                 _warn_failed(failed)
                 continue
             pm.register(plugin, name=ep.name)
+            try:
+                pm.check_pending()  # a misspelled hook name must not be silently ignored
+            except pluggy.PluginValidationError as exc:
+                pm.unregister(plugin, name=ep.name)
+                failed = FailedPlugin(ep.name, dist_name, version, f"PluginValidationError: {exc}")
+                _state.failed[ep.name] = failed
+                _warn_failed(failed)
+                continue
             _state.distributions[ep.name] = (dist_name, version)
 
 
@@ -125,7 +133,7 @@ def load_plugins() -> pluggy.PluginManager:
 def _collect(kind: str) -> dict[str, Registration]:
     registry: dict[str, Registration] = {}
     caller = getattr(pm.hook, STRATEGY_HOOKS[kind])
-    for impl in reversed(caller.get_hookimpls()):  # pluggy stores them last-registered first
+    for impl in caller.get_hookimpls():  # in registration order: built-ins first
         if impl.plugin_name in _state.failed:
             continue
 
@@ -134,7 +142,7 @@ def _collect(kind: str) -> dict[str, Registration]:
                 raise PluginError(f"plugin {_plugin!r} registered a {kind} with an invalid name {name!r}")
             if name in registry:
                 raise DuplicateStrategyError(
-                    f"{kind} strategy {name!r} is registered by both plugin {registry[name].plugin!r} "
+                    f"{kind.replace('_', '-')} strategy {name!r} is registered by both plugin {registry[name].plugin!r} "
                     f"and plugin {_plugin!r}. Names are saved in model configs, so hfgpt will not pick one "
                     "silently: uninstall one of the two plugins."
                 )
@@ -159,6 +167,7 @@ def strategies(kind: str) -> dict[str, Registration]:
     if kind not in STRATEGY_HOOKS:
         raise ValueError(f"unknown strategy kind {kind!r}; expected one of {sorted(STRATEGY_HOOKS)}")
     load_plugins()
+    pm.check_pending()  # also catches misspelled hooks of plugins registered in-process with pm.register
     key = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
     if key != _state.cache_key:
         _state.registry = {}
