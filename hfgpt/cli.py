@@ -13,7 +13,7 @@ import sys
 
 from hfgpt import __version__
 
-COMMANDS = ("plugins",)
+COMMANDS = ("plugins", "tokenize")
 
 
 def build_parser() -> argparse.ArgumentParser:
