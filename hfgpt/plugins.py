@@ -137,7 +137,7 @@ def _collect(kind: str) -> dict[str, Registration]:
         if impl.plugin_name in _state.failed:
             continue
 
-        def register(name: str, obj: Any, _plugin: str = impl.plugin_name) -> None:
+        def register(name: str, obj: Any, _plugin: str = impl.plugin_name, registry=registry) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {_plugin!r} registered a {kind} with an invalid name {name!r}")
             if name in registry:
@@ -158,7 +158,8 @@ def _collect(kind: str) -> dict[str, Registration]:
             _state.failed[impl.plugin_name] = failed
             _warn_failed(failed)
             # drop what the failing hook registered before it raised
-            registry = {n: r for n, r in registry.items() if r.plugin != impl.plugin_name}
+            for stale in [n for n, r in registry.items() if r.plugin == impl.plugin_name]:
+                del registry[stale]
     return registry
 
 
