@@ -6,20 +6,24 @@ from typing import Any, ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
 
+# GPT-2's vocabulary and context, shared by the four GPT-2 sizes.
+_GPT2 = dict(vocab_size=50257, context_length=1024, bos_token_id=50256, eos_token_id=50256)
 # name -> fields. The GPT-2 sizes follow the GPT-2 paper; "tiny" is for tests, "small-cpu" trains in minutes on a laptop.
 PRESETS: dict[str, dict[str, Any]] = {
-    "gpt2": dict(vocab_size=50257, context_length=1024, emb_dim=768, n_heads=12, n_layers=12),
-    "gpt2-medium": dict(vocab_size=50257, context_length=1024, emb_dim=1024, n_heads=16, n_layers=24),
-    "gpt2-large": dict(vocab_size=50257, context_length=1024, emb_dim=1280, n_heads=20, n_layers=36),
-    "gpt2-xl": dict(vocab_size=50257, context_length=1024, emb_dim=1600, n_heads=25, n_layers=48),
+    "gpt2": dict(_GPT2, emb_dim=768, n_heads=12, n_layers=12),
+    "gpt2-medium": dict(_GPT2, emb_dim=1024, n_heads=16, n_layers=24),
+    "gpt2-large": dict(_GPT2, emb_dim=1280, n_heads=20, n_layers=36),
+    "gpt2-xl": dict(_GPT2, emb_dim=1600, n_heads=25, n_layers=48),
     "small-cpu": dict(context_length=256, emb_dim=256, n_heads=4, n_layers=4),
     "tiny": dict(context_length=64, emb_dim=32, n_heads=4, n_layers=2),
 }
-PRESETS["124M"], PRESETS["355M"], PRESETS["774M"], PRESETS["1558M"] = (
-    PRESETS["gpt2"],
-    PRESETS["gpt2-medium"],
-    PRESETS["gpt2-large"],
-    PRESETS["gpt2-xl"],
+PRESETS.update(
+    {
+        "124M": PRESETS["gpt2"],
+        "355M": PRESETS["gpt2-medium"],
+        "774M": PRESETS["gpt2-large"],
+        "1558M": PRESETS["gpt2-xl"],
+    }
 )
 
 
@@ -64,8 +68,8 @@ class HFGPTConfig(PreTrainedConfig):
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     use_cache: bool = True
-    bos_token_id: int | None = 50256
-    eos_token_id: int | list[int] | None = 50256
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     tie_word_embeddings: bool = True
 

@@ -1,0 +1,138 @@
+"""Positional-encoding strategies and the one interface they share.
+
+A GPT needs to know where each token sits. The three families found in real models plug in at three
+different places, so a strategy may override any of three hooks (the defaults do nothing):
+
+* ``embed`` — absolute encodings added to the token embeddings once, before the first block (GPT-2's
+  learned table, the Transformer's sinusoids).
+* ``rotate`` — rotary encodings applied to queries and keys in every layer, before the KV cache stores
+  the keys (RoPE, as in Llama).
+* ``attention_bias`` — a bias added to the attention scores of every layer, built once per forward
+  (ALiBi, as in Bloom; see the ``hfgpt-alibi`` plugin).
+
+Strategies are registered by name through the ``register_position_encodings`` hook; the config stores
+only the name (``config.position_encoding``) and the options (``config.position_encoding_kwargs``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PositionEncoding(nn.Module):
+    """Base class of positional-encoding strategies; built once per model as ``cls(config)``.
+
+    Args:
+        config (`HFGPTConfig`): the model config; strategy options are in `config.position_encoding_kwargs`.
+
+    Attributes:
+        max_positions (`int | None`): the longest sequence the strategy can encode, or `None` for any length.
+    """
+
+    max_positions: int | None = None
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.options = dict(config.position_encoding_kwargs or {})
+
+    def embed(self, inputs_embeds: torch.Tensor, position_ids: torch.LongTensor) -> torch.Tensor:
+        """Return the token embeddings `(batch, seq, emb_dim)` with absolute positions `(batch, seq)` mixed in."""
+        return inputs_embeds
+
+    def rotate(
+        self, query: torch.Tensor, key: torch.Tensor, position_ids: torch.LongTensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return `query` and `key` `(batch, heads, seq, head_dim)` rotated by their positions `(batch, seq)`."""
+        return query, key
+
+    def attention_bias(
+        self, query_positions: torch.LongTensor, key_positions: torch.LongTensor
+    ) -> torch.Tensor | None:
+        """A bias `(1 or batch, heads, q_len, kv_len)` added to the attention scores, or `None`.
+
+        Positions are cache slots: `query_positions` `(q_len,)` are the slots of the new tokens and
+        `key_positions` `(kv_len,)` those of every key, cached ones included, so a bias that depends on
+        distances (`key - query`) stays right during cached generation.
+        """
+        return None
+
+
+class NoPositionEncoding(PositionEncoding):
+    """No positional information at all (`"none"`): the causal mask alone tells the model about order."""
+
+
+class LearnedPositionEncoding(PositionEncoding):
+    """GPT-2's learned absolute positions (`"learned"`): a `(context_length, emb_dim)` table added to embeddings."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.max_positions = config.context_length
+        self.wpe = nn.Embedding(config.context_length, config.emb_dim)
+
+    def embed(self, inputs_embeds, position_ids):
+        return inputs_embeds + self.wpe(position_ids)
+
+
+class SinusoidalPositionEncoding(PositionEncoding):
+    """Fixed sinusoids from "Attention Is All You Need" (`"sinusoidal"`); option `base` (default 10000).
+
+    Even channels hold `sin(pos / base^(2i/d))`, odd channels the matching cosine. Nothing is learned, so any
+    length works, although quality beyond the trained length is not guaranteed.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        base = float(self.options.get("base", 10000.0))
+        inv_freq = base ** (-torch.arange(0, config.emb_dim, 2, dtype=torch.float32) / config.emb_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def embed(self, inputs_embeds, position_ids):
+        angles = position_ids[..., None].float() * self.inv_freq  # (batch, seq, emb_dim/2)
+        table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[..., : inputs_embeds.shape[-1]]
+        return inputs_embeds + table.to(inputs_embeds.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class RotaryPositionEncoding(PositionEncoding):
+    """Rotary position embeddings (`"rope"`, RoFormer / Llama layout); option `theta` (default 10000).
+
+    Each pair of query/key channels is rotated by an angle proportional to the position, so `q·k` depends only
+    on the distance between tokens. Applied in every layer before the KV cache; any length works.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        theta = float(self.options.get("theta", 10000.0))
+        head_dim = config.emb_dim // config.n_heads
+        if head_dim % 2:
+            raise ValueError(f"rope needs an even head dimension, got emb_dim/n_heads = {head_dim}")
+        inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cached: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _cos_sin(self, position_ids: torch.LongTensor, dtype: torch.dtype):
+        # Every layer of one forward passes the same position_ids tensor: compute the tables once.
+        if self._cached is None or self._cached[0] is not position_ids or self._cached[1].dtype != dtype:
+            freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (batch, 1, seq, head_dim/2)
+            angles = torch.cat((freqs, freqs), dim=-1)
+            self._cached = (position_ids, angles.cos().to(dtype), angles.sin().to(dtype))
+        return self._cached[1], self._cached[2]
+
+    def rotate(self, query, key, position_ids):
+        cos, sin = self._cos_sin(position_ids, query.dtype)
+        return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
+
+
+__all__ = [
+    "LearnedPositionEncoding",
+    "NoPositionEncoding",
+    "PositionEncoding",
+    "RotaryPositionEncoding",
+    "SinusoidalPositionEncoding",
+]
