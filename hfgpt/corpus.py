@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 from collections.abc import Iterable
@@ -35,25 +36,40 @@ def expand_paths(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def read_text_file(path: str | os.PathLike) -> str:
-    """A UTF-8 text file's contents; a missing, unreadable or binary file is a clear error."""
-    path = Path(path)
+def _read_bytes(path: Path, limit: int = -1) -> bytes:
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read(limit)
     except OSError as exc:
         raise ValueError(f"cannot read corpus file {path}: {exc.strerror}; check its permissions") from None
+
+
+def _decode(path: Path, data: bytes, final: bool) -> str:
     if b"\x00" in data[:8192]:
         raise ValueError(
             f"corpus file {path} looks binary (it contains NUL bytes): pass plain UTF-8 text files"
         )
     try:
-        return data.decode("utf-8")
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
     except UnicodeDecodeError as exc:
         raise ValueError(
-            f"corpus file {path} is not UTF-8 (byte {exc.start}): convert it, e.g. `iconv -t utf-8 {path}`"
+            f"corpus file {path} is not UTF-8 text (bad byte at offset {exc.start}): convert it, e.g. "
+            f"`iconv -t utf-8 {path}`, or leave it out"
         ) from None
+
+
+def check_text_file(path: str | os.PathLike) -> None:
+    """Raise a clear error unless the file exists, is readable and starts like UTF-8 text (reads 64 KiB)."""
+    path = Path(path)
+    _decode(path, _read_bytes(path, 65536), final=False)
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A UTF-8 text file's contents; a missing, unreadable or binary file is a clear error."""
+    path = Path(path)
+    return _decode(path, _read_bytes(path), final=True)
 
 
 def read_texts(patterns: Iterable[str | os.PathLike]) -> list[str]:

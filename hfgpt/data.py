@@ -1,0 +1,367 @@
+"""Sliding-window training samples: text -> token ids -> fixed-length windows, built with `datasets.map`.
+
+The classic `GPTDatasetV1` semantics, made scalable:
+
+1. Documents are tokenized with a batched `datasets.map` (cached, `num_proc`-parallel, progress bars).
+2. Their ids are joined into one token stream, documents separated by the tokenizer's EOS
+   (`<|endoftext|>`), and written once to a flat int32 file next to the Arrow cache (memory-mapped; a
+   small corpus stays in memory).
+3. A batched `datasets.map` over the window starts 0, stride, 2*stride, ... (while start + max_length <
+   number of tokens) gathers every window with numpy fancy indexing.
+
+Each sample has three columns; for the book's pair (input, target) = (tokens[s:s+L], tokens[s+1:s+L+1]):
+
+* ``input_ids``    = tokens[s : s+L]       — the book's *input*
+* ``shift_labels`` = tokens[s+1 : s+L+1]   — the book's *target*, already shifted by one
+* ``labels``       = tokens[s : s+L]       — transformers' convention (aligned with input_ids)
+
+transformers' causal-LM loss uses ``shift_labels`` when present, so a model trained on these columns
+(plain loop or `Trainer`, whose default collator passes all three) optimises exactly the book's loss:
+all L targets of every window, including the last one that ``labels`` alone would drop.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetDict, Features, IterableDataset, Sequence, Value, load_dataset
+
+from hfgpt.corpus import check_text_file
+
+WINDOW_FEATURES = Features(
+    {name: Sequence(Value("int64")) for name in ("input_ids", "labels", "shift_labels")}
+)
+
+
+def check_window_args(max_length: Any, stride: Any) -> None:
+    for name, value in (("max_length", max_length), ("stride", stride)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+
+
+# --- sources ----------------------------------------------------------------------------------------------
+def _looks_like_paths(source: str) -> bool:
+    return os.path.exists(source) or (glob.has_magic(source) and bool(glob.glob(source, recursive=True)))
+
+
+def _as_dataset(
+    source: Any, text_column: str, cache_dir: str | None
+) -> Dataset | IterableDataset | DatasetDict:
+    """Turn a string, paths/globs or a datasets object into a datasets object."""
+    if isinstance(source, (Dataset, IterableDataset, DatasetDict)):
+        return source
+    if isinstance(source, str) and not _looks_like_paths(source):
+        return Dataset.from_dict({text_column: [source]})
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(s, (str, os.PathLike)) for s in source)
+    ):
+        from hfgpt.corpus import expand_paths
+
+        files = [str(path) for path in expand_paths(source)]
+        for path in files:
+            check_text_file(path)
+        return load_dataset(
+            "text", data_files=files, sample_by="document", split="train", cache_dir=cache_dir
+        )
+    raise TypeError(
+        f"cannot window a {type(source).__name__}: pass a string, file paths or globs, or a datasets "
+        "Dataset/IterableDataset/DatasetDict with a text or input_ids column"
+    )
+
+
+def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_size: int):
+    columns = dataset.column_names or []
+    if "input_ids" in columns:
+        return dataset.select_columns(["input_ids"])
+    if text_column not in columns:
+        raise ValueError(
+            f"the dataset has no {text_column!r} column (columns: {', '.join(columns) or 'none'}): pass "
+            "text_column=<the column holding the text>, or a dataset with an input_ids column"
+        )
+    if tokenizer is None:
+        raise ValueError("this source holds text: pass a tokenizer (e.g. hfgpt.GPT2BPETokenizer())")
+
+    kwargs = {"num_proc": num_proc, "desc": "Tokenizing"} if isinstance(dataset, Dataset) else {}
+    return dataset.map(
+        _encode_batch,
+        batched=True,
+        batch_size=batch_size,
+        fn_kwargs={"tokenizer": tokenizer, "text_column": text_column},
+        remove_columns=columns,
+        **kwargs,
+    )
+
+
+def _encode_batch(batch: dict, tokenizer, text_column: str) -> dict:
+    return {"input_ids": tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]}
+
+
+# --- the token stream -------------------------------------------------------------------------------------
+@dataclass
+class TokenStream:
+    """All documents' ids as one flat int32 array, documents separated by `separator` (if any).
+
+    Stored in a file next to the dataset's Arrow cache and memory-mapped, so only the windows being
+    gathered are ever in memory; it pickles as its path, so `num_proc` workers reopen it cheaply.
+    """
+
+    n_tokens: int
+    doc_starts: np.ndarray  # start offset of every non-empty document in the stream
+    doc_lengths: np.ndarray
+    path: str | None = None
+    tokens: np.ndarray | None = field(default=None, repr=False)
+
+    def array(self) -> np.ndarray:
+        if self.tokens is None:
+            self.tokens = np.memmap(self.path, dtype=np.int32, mode="r")
+        return self.tokens
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["tokens"] = None  # workers memory-map the file themselves
+        return state
+
+    def window_starts(self, max_length: int, stride: int, within_documents: bool) -> np.ndarray:
+        if not within_documents:
+            return np.arange(0, max(self.n_tokens - max_length, 0), stride, dtype=np.int64)
+        counts = np.maximum(0, -(-(self.doc_lengths - max_length) // stride))  # ceil((len - L) / stride)
+        first = np.repeat(self.doc_starts, counts)
+        rank = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return first + rank * stride
+
+
+def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 10_000) -> TokenStream:
+    """Flatten a tokenized dataset into a TokenStream (cached next to its Arrow files when it has some)."""
+    path = None
+    if tokens.cache_files:
+        key = hashlib.sha256(f"{tokens._fingerprint}-{separator}".encode()).hexdigest()[:16]
+        path = os.path.join(os.path.dirname(tokens.cache_files[0]["filename"]), f"hfgpt-stream-{key}.int32")
+        lengths_path = path + ".lengths.npy"
+        if os.path.exists(path) and os.path.exists(lengths_path):
+            return _stream_from_lengths(np.load(lengths_path), separator, path=path)
+
+    pieces, lengths = [], []
+    out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False) if path else None
+    try:
+        for batch in tokens.with_format("arrow").iter(batch_size=batch_size):
+            column = batch.column("input_ids")
+            doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            if separator is not None:  # a separator after every non-empty document; the last one is cut below
+                ends = np.cumsum(doc_lengths)[doc_lengths > 0]
+                values = np.insert(values, ends, np.int32(separator))
+            lengths.append(doc_lengths[doc_lengths > 0])
+            if out is not None:
+                out.write(values.tobytes())
+            else:
+                pieces.append(values)
+        if out is not None:  # write then rename: an interrupted run never leaves a truncated stream behind
+            out.close()
+            np.save(path + ".lengths.npy", np.concatenate(lengths or [np.zeros(0, np.int64)]))
+            os.replace(out.name, path)
+    except BaseException:
+        if out is not None:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+        raise
+    all_lengths = np.concatenate(lengths or [np.zeros(0, np.int64)])
+    tokens_array = np.concatenate(pieces) if pieces else None
+    return _stream_from_lengths(all_lengths, separator, path=path, tokens=tokens_array)
+
+
+def _stream_from_lengths(lengths: np.ndarray, separator: int | None, **kwargs) -> TokenStream:
+    lengths = lengths.astype(np.int64)
+    step = lengths + (1 if separator is not None else 0)
+    starts = np.cumsum(step) - step
+    n_tokens = int(step.sum()) - (1 if separator is not None and len(lengths) else 0)
+    return TokenStream(n_tokens=n_tokens, doc_starts=starts, doc_lengths=lengths, **kwargs)
+
+
+def _gather_windows(batch: dict, stream: TokenStream, max_length: int) -> dict:
+    starts = np.asarray(batch["start"], dtype=np.int64)
+    low = int(starts[0])
+    chunk = np.asarray(stream.array()[low : int(starts[-1]) + max_length + 1], dtype=np.int64)
+    windows = chunk[(starts - low)[:, None] + np.arange(max_length + 1)]  # (batch, max_length + 1)
+    return {"input_ids": windows[:, :-1], "labels": windows[:, :-1], "shift_labels": windows[:, 1:]}
+
+
+# --- the public API ---------------------------------------------------------------------------------------
+def window(
+    source: Any,
+    tokenizer=None,
+    max_length: int = 256,
+    stride: int = 128,
+    *,
+    text_column: str = "text",
+    within_documents: bool = False,
+    separator_id: int | None = None,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+    cache_dir: str | None = None,
+) -> Dataset | IterableDataset | DatasetDict:
+    r"""Sliding-window training samples of `max_length` tokens, `stride` apart.
+
+    Args:
+        source: a text string; file paths, folders or globs (one document per file); or a
+            `datasets.Dataset` / `IterableDataset` / `DatasetDict` with a `text_column` or an `input_ids` column.
+        tokenizer (*optional*): any transformers tokenizer; not needed when `source` has `input_ids`.
+        max_length (`int`, defaults to 256): tokens per window (the model's context length at most).
+        stride (`int`, defaults to 128): distance between window starts; `stride < max_length` overlaps windows.
+        text_column (`str`, defaults to `"text"`): the column holding the text.
+        within_documents (`bool`, defaults to `False`): keep every window inside one document instead of
+            windowing the joined stream.
+        separator_id (`int`, *optional*): id placed between documents; defaults to the tokenizer's EOS
+            (`<|endoftext|>`); without either, documents are joined directly.
+        num_proc (`int`, *optional*): processes for tokenizing and windowing.
+        batch_size (`int`, defaults to 1000): rows per `map` batch.
+        cache_dir (`str`, *optional*): where `datasets` caches files loaded from disk.
+
+    Returns:
+        A `Dataset` with `input_ids`, `labels` and `shift_labels` columns (see the module docstring); an
+        `IterableDataset` for an `IterableDataset` source (streaming); a `DatasetDict` for a `DatasetDict`.
+    """
+    check_window_args(max_length, stride)
+    dataset = _as_dataset(source, text_column, cache_dir)
+    options = dict(
+        tokenizer=tokenizer,
+        max_length=max_length,
+        stride=stride,
+        text_column=text_column,
+        within_documents=within_documents,
+        separator_id=separator_id,
+        num_proc=num_proc,
+        batch_size=batch_size,
+    )
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict({split: window(part, **options) for split, part in dataset.items()})
+    separator = separator_id if separator_id is not None else getattr(tokenizer, "eos_token_id", None)
+    tokens = _tokenize(dataset, tokenizer, text_column, num_proc, batch_size)
+    if isinstance(tokens, IterableDataset):
+        return _window_stream(tokens, max_length, stride, separator, within_documents, batch_size)
+
+    stream = build_stream(tokens, separator)
+    starts = stream.window_starts(max_length, stride, within_documents)
+    if len(starts) == 0:
+        where = "its longest document has" if within_documents else "it has"
+        longest = (
+            int(stream.doc_lengths.max()) if within_documents and len(stream.doc_lengths) else stream.n_tokens
+        )
+        raise ValueError(
+            f"the corpus is too short for one window: {where} {longest} tokens, and a window of max_length="
+            f"{max_length} needs max_length + 1 = {max_length + 1} (its targets are shifted by one). "
+            "Use a smaller max_length or more text."
+        )
+    return Dataset.from_dict({"start": starts}).map(
+        _gather_windows,
+        batched=True,
+        batch_size=batch_size,
+        fn_kwargs={"stream": stream, "max_length": max_length},
+        remove_columns=["start"],
+        features=WINDOW_FEATURES,
+        num_proc=num_proc,
+        desc=f"Windowing (max_length={max_length}, stride={stride})",
+    )
+
+
+class _StreamWindower:
+    """Windows an unbounded token stream batch by batch, carrying the unfinished tail across batches."""
+
+    def __init__(self, max_length: int, stride: int, separator: int | None, within_documents: bool):
+        self.max_length, self.stride = max_length, stride
+        self.separator, self.within_documents = separator, within_documents
+        self.buffer = np.zeros(0, dtype=np.int64)  # tokens from `offset` on
+        self.offset = 0  # stream position of buffer[0]
+        self.next_start = 0  # stream position of the next window start
+        self.started = False
+
+    def __call__(self, batch: dict) -> dict:
+        windows = []
+        for ids in batch["input_ids"]:
+            if not len(ids):
+                continue
+            ids = np.asarray(ids, dtype=np.int64)
+            if self.within_documents:
+                self.buffer, self.offset, self.next_start = ids, 0, 0
+                windows.append(self._emit())
+                continue
+            if self.started and self.separator is not None:
+                ids = np.concatenate(([self.separator], ids))
+            self.started = True
+            self.buffer = np.concatenate((self.buffer, ids))
+            windows.append(self._emit())
+            keep_from = self.next_start - self.offset  # drop tokens no future window needs
+            self.buffer, self.offset = self.buffer[keep_from:], self.next_start
+        stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=np.int64)
+        return {"input_ids": stacked[:, :-1], "labels": stacked[:, :-1], "shift_labels": stacked[:, 1:]}
+
+    def _emit(self) -> np.ndarray:
+        end = self.offset + len(self.buffer)  # a window at s needs token s + max_length, i.e. s + L < end
+        last = end - self.max_length - 1
+        if last < self.next_start:
+            return np.zeros((0, self.max_length + 1), dtype=np.int64)
+        starts = np.arange(self.next_start, last + 1, self.stride) - self.offset
+        self.next_start = int(starts[-1]) + self.offset + self.stride
+        return self.buffer[starts[:, None] + np.arange(self.max_length + 1)]
+
+
+def _window_stream(tokens: IterableDataset, max_length, stride, separator, within_documents, batch_size):
+    windower = _StreamWindower(max_length, stride, separator, within_documents)
+    return tokens.map(windower, batched=True, batch_size=batch_size, remove_columns=["input_ids"])
+
+
+# --- the classic DataLoader -------------------------------------------------------------------------------
+class WindowPairs:
+    """A map-style torch dataset of the book's `(input, target)` tensor pairs over windowed samples."""
+
+    def __init__(self, windows: Dataset):
+        self.windows = windows.with_format("torch", columns=["input_ids", "shift_labels"])
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int):
+        row = self.windows[index]
+        return row["input_ids"], row["shift_labels"]
+
+
+def create_dataloader(
+    text: Any,
+    batch_size: int = 4,
+    max_length: int = 256,
+    stride: int = 128,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+    tokenizer=None,
+):
+    """The classic `create_dataloader_v1`: batches of `(inputs, targets)` `torch.long` tensors, GPT-2 BPE by default."""
+    import torch
+
+    if tokenizer is None:
+        from hfgpt.tokenization_hfgpt_bpe import GPT2BPETokenizer
+
+        tokenizer = GPT2BPETokenizer()
+    windows = window(text, tokenizer, max_length=max_length, stride=stride)
+    return torch.utils.data.DataLoader(
+        WindowPairs(windows),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )
+
+
+__all__ = ["TokenStream", "WindowPairs", "build_stream", "create_dataloader", "window"]
