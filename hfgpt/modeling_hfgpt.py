@@ -298,8 +298,10 @@ class HFGPTModel(HFGPTPreTrainedModel):
 
 
 class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
-    """The GPT with a language-modelling head; `labels` (aligned with `input_ids`, -100 ignored) give the
-    shifted next-token cross-entropy. Generates with `generate()` and a KV cache.
+    """The GPT with a language-modelling head. Generates with `generate()` and a KV cache.
+
+    Loss: `labels` aligned with `input_ids` (transformers' convention; shifted inside, -100 ignored), or
+    `shift_labels`, targets already shifted by one (the book's `target`; see `hfgpt.data`).
 
     Args:
         config (`HFGPTConfig`): model hyper-parameters.
@@ -323,6 +325,7 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        shift_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         outputs = self.transformer(
@@ -338,10 +341,15 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])
         loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
+            # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
             # kwargs carries Trainer's num_items_in_batch, which keeps gradient accumulation exact.
             loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+                logits=logits,
+                labels=labels if labels is not None else shift_labels,
+                shift_labels=shift_labels.contiguous() if shift_labels is not None else None,
+                vocab_size=self.config.vocab_size,
+                **kwargs,
             )
         return CausalLMOutputWithPast(
             loss=loss,
