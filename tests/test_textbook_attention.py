@@ -244,3 +244,17 @@ def test_multi_head_attention_equals_the_models_attention(attn_implementation):
         x, position_ids=position_ids, position_encoding=get_position_encoding("none")(config)
     )
     torch.testing.assert_close(output, textbook(x))
+
+
+def test_walkthrough_example_runs_and_its_checks_hold(capsys):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "attention_walkthrough.py"
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_printoptions(profile="default")  # the script sets sci_mode=False globally
+    out = capsys.readouterr().out
+    assert "gives the same: True" in out and "equals the wrapper: True" in out
+    assert "0.1385, 0.2379, 0.2333, 0.1240, 0.1082, 0.1581" in out  # the book's weights for "journey"
