@@ -258,3 +258,16 @@ def test_walkthrough_example_runs_and_its_checks_hold(capsys):
     out = capsys.readouterr().out
     assert "gives the same: True" in out and "equals the wrapper: True" in out
     assert "0.1385, 0.2379, 0.2333, 0.1240, 0.1082, 0.1581" in out  # the book's weights for "journey"
+
+
+def test_attention_tutorial_snippets_run_and_print_what_the_text_says(capsys):
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "attention.md"
+    code = "\n".join(re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S))
+    exec(compile(code, str(doc), "exec"), {})
+    out = capsys.readouterr().out
+    assert "tensor([0.1385, 0.2379, 0.2333, 0.1240, 0.1082, 0.1581])" in out
+    assert "tensor([0.4419, 0.6515, 0.5683])" in out
+    assert out.count("True") == 2  # V1 == V2, and the efficient module == the wrapper
