@@ -1,0 +1,277 @@
+"""hfgpt's GPT vs transformers' GPT2LMHeadModel at the same size, on CPU.
+
+Measured side by side in one run (the models' timing rounds are interleaved A B C A B C ... after warm-up):
+
+    train   tokens/s of one training step (forward + backward + AdamW step), batch 4 x 256 tokens:
+            hfgpt (sdpa), GPT2LMHeadModel (sdpa), hfgpt (eager attention)
+    memory  peak RSS growth over the first training steps, each model in a fresh subprocess
+    decode  greedy `generate(do_sample=False)` tokens/s, prompt 32 tokens + 64 new tokens, batch 1:
+            hfgpt with KV cache, hfgpt `use_cache=False`, GPT2LMHeadModel with KV cache
+    sanity  `HFGPTForCausalLM.from_gpt2(gpt2)` gives GPT-2's logits and GPT-2's greedy tokens
+
+Size: vocab 50257, emb 256, 4 layers, 4 heads, context 256, dropout 0.1 (16.1M parameters, tied head).
+
+    python benchmarks/bench_model.py            # ~3 min on 2 cores
+    python benchmarks/bench_model.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+VOCAB, EMB, LAYERS, HEADS, SEQ, BATCH = 50257, 256, 4, 4, 256, 4
+PROMPT, NEW_TOKENS = 32, 64
+
+
+def hfgpt_model(attn_implementation: str = "sdpa"):
+    import hfgpt
+
+    config = hfgpt.HFGPTConfig(
+        vocab_size=VOCAB,
+        context_length=SEQ,
+        emb_dim=EMB,
+        n_heads=HEADS,
+        n_layers=LAYERS,
+        drop_rate=0.1,
+        qkv_bias=True,
+    )
+    return hfgpt.HFGPTForCausalLM._from_config(config, attn_implementation=attn_implementation)
+
+
+def gpt2_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=VOCAB, n_embd=EMB, n_layer=LAYERS, n_head=HEADS, n_positions=SEQ)
+    return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+
+
+BUILDERS = {
+    "hfgpt (sdpa)": lambda: hfgpt_model("sdpa"),
+    "GPT2LMHeadModel (sdpa)": gpt2_model,
+    "hfgpt (eager)": lambda: hfgpt_model("eager"),
+}
+
+
+def batch_ids(seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(seed))
+
+
+class Trainer:
+    """One model, its AdamW optimizer and a fixed batch; `step()` is one timed training step."""
+
+    def __init__(self, model):
+        self.model = model.train()
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.ids = batch_ids()
+
+    def step(self) -> float:
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.model(input_ids=self.ids, labels=self.ids).loss
+        loss.backward()
+        self.optimizer.step()
+        return time.perf_counter() - start
+
+
+def bench_train(rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Per-step seconds for each model; one step per model per round, models interleaved."""
+    torch.manual_seed(0)
+    trainers = {name: Trainer(build()) for name, build in BUILDERS.items()}
+    for _ in range(warmup):
+        for trainer in trainers.values():
+            trainer.step()
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            times[name].append(trainer.step())
+    return times
+
+
+def memory_child(name: str, steps: int) -> None:
+    """In a fresh process: RSS before the first step, then the process's peak RSS over `steps` steps."""
+    import psutil
+
+    torch.set_num_threads(2)
+    trainer = Trainer(BUILDERS[name]())
+    before = psutil.Process().memory_info().rss
+    for _ in range(steps):
+        trainer.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"before": before, "peak": peak}))
+
+
+def bench_memory(steps: int) -> dict[str, dict[str, int]]:
+    out = {}
+    for name in BUILDERS:
+        result = subprocess.run(
+            [sys.executable, __file__, "--memory-child", name, "--memory-steps", str(steps)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def sanity_and_models():
+    """GPT-2 with random weights, and hfgpt converted from it: logits and greedy tokens must agree."""
+    from hfgpt import HFGPTForCausalLM
+
+    torch.manual_seed(0)
+    gpt2 = gpt2_model().eval()
+    ours = HFGPTForCausalLM.from_gpt2(gpt2).eval()
+    ids = batch_ids(1)
+    with torch.no_grad():
+        a, b = gpt2(input_ids=ids).logits, ours(input_ids=ids).logits
+    max_diff = (a - b).abs().max().item()
+    assert torch.allclose(a, b, atol=1e-4, rtol=0), f"from_gpt2 logits differ from GPT-2's by {max_diff}"
+    return gpt2, ours, max_diff, torch.equal(a, b)
+
+
+def bench_generate(gpt2, ours, rounds: int) -> tuple[dict[str, list[float]], bool]:
+    prompt = batch_ids(2)[:1, :PROMPT]
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    runs = {
+        "hfgpt, KV cache": lambda: ours.generate(prompt, use_cache=True, **kwargs),
+        "hfgpt, use_cache=False": lambda: ours.generate(prompt, use_cache=False, **kwargs),
+        "GPT2LMHeadModel, KV cache": lambda: gpt2.generate(prompt, use_cache=True, **kwargs),
+    }
+    outputs = {name: fn() for name, fn in runs.items()}  # warm-up
+    same = all(torch.equal(o, outputs["GPT2LMHeadModel, KV cache"]) for o in outputs.values())
+    assert all(o.shape[1] == PROMPT + NEW_TOKENS for o in outputs.values())
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return times, same
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=12, help="timed training steps per model (interleaved)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps per model")
+    parser.add_argument("--gen-rounds", type=int, default=5, help="timed generate() calls per variant")
+    parser.add_argument("--memory-steps", type=int, default=3, help="training steps in the memory subprocess")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 1 warm-up step")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child, args.memory_steps)
+        return
+    if args.quick:
+        args.rounds, args.warmup, args.gen_rounds, args.memory_steps = 2, 1, 1, 2
+
+    torch.set_num_threads(2)
+    tokens = BATCH * SEQ
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+
+    gpt2, ours, max_diff, exact = sanity_and_models()
+    sanity = (
+        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a 4x256 batch: max |diff| = "
+        f"{max_diff:.2e} ({'bit-identical' if exact else 'allclose atol=1e-4'})"
+    )
+    print(sanity, flush=True)
+    gen_times, same_tokens = bench_generate(gpt2, ours, args.gen_rounds)
+    del gpt2, ours
+    print("generation done", flush=True)
+    train_times = bench_train(args.rounds, args.warmup)
+    print("training done", flush=True)
+    memory = bench_memory(args.memory_steps)
+
+    command = (
+        "python benchmarks/bench_model.py"
+        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    )
+    lines = [
+        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, "
+        f"`torch.set_num_threads(2)`. Command: `{command}`",
+        f"Model: vocab {VOCAB}, emb {EMB}, {LAYERS} layers, {HEADS} heads, dropout 0.1; batch {BATCH} x {SEQ} tokens.",
+        "",
+        sanity,
+        "",
+        f"Training step (forward + backward + AdamW), {args.rounds} interleaved steps per model after "
+        f"{args.warmup} warm-up steps:",
+        "",
+        "| model | median s/step | best s/step | tokens/s (median) | tokens/s (best) | peak RSS growth, MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, t in train_times.items():
+        med, best = statistics.median(t), min(t)
+        grow = (memory[name]["peak"] - memory[name]["before"]) / 2**20
+        lines.append(
+            f"| {name} | {med:.3f} | {best:.3f} | {tokens / med:,.0f} | {tokens / best:,.0f} | {grow:,.0f} |"
+        )
+    ref = train_times["GPT2LMHeadModel (sdpa)"]
+    lines += [
+        "",
+        "| ratio (tokens/s) | median | best | target |",
+        "|---|---:|---:|---|",
+    ]
+    for name, label, target in (
+        ("hfgpt (sdpa)", "hfgpt sdpa / GPT-2 sdpa", 1.0),
+        ("hfgpt (eager)", "hfgpt eager / GPT-2 sdpa", None),
+    ):
+        t = train_times[name]
+        med, best = statistics.median(ref) / statistics.median(t), min(ref) / min(t)
+        verdict = (
+            "" if target is None else f"≥ {target:g} (aim 1.2): {'met' if med >= target else '**not met**'}"
+        )
+        lines.append(f"| {label} | {med:.2f}× | {best:.2f}× | {verdict} |")
+    sdpa, eager = train_times["hfgpt (sdpa)"], train_times["hfgpt (eager)"]
+    lines.append(
+        f"| hfgpt sdpa / hfgpt eager | {statistics.median(eager) / statistics.median(sdpa):.2f}× | "
+        f"{min(eager) / min(sdpa):.2f}× | |"
+    )
+    lines += [
+        "",
+        "Peak RSS growth: `resource.getrusage().ru_maxrss` (process peak) minus psutil RSS just before the first "
+        f"step, each model in a fresh subprocess over {args.memory_steps} steps (includes gradients and AdamW state).",
+        "",
+        f"Greedy generation, prompt {PROMPT} tokens + {NEW_TOKENS} new tokens, batch 1, {args.gen_rounds} interleaved "
+        f"calls per variant (same weights: hfgpt converted from the GPT-2 model; identical tokens: {same_tokens}):",
+        "",
+        "| variant | median s | best s | new tokens/s (median) | new tokens/s (best) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, t in gen_times.items():
+        med, best = statistics.median(t), min(t)
+        lines.append(
+            f"| {name} | {med:.3f} | {best:.3f} | {NEW_TOKENS / med:,.0f} | {NEW_TOKENS / best:,.0f} |"
+        )
+    cached, uncached, ref = (gen_times[k] for k in gen_times)
+    lines += [
+        "",
+        "| ratio (tokens/s) | median | best |",
+        "|---|---:|---:|",
+        f"| hfgpt cache / hfgpt no cache | {statistics.median(uncached) / statistics.median(cached):.2f}× | "
+        f"{min(uncached) / min(cached):.2f}× |",
+        f"| hfgpt cache / GPT-2 cache | {statistics.median(ref) / statistics.median(cached):.2f}× | "
+        f"{min(ref) / min(cached):.2f}× |",
+    ]
+    print()
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
