@@ -13,7 +13,7 @@ import sys
 
 from hfgpt import __version__
 
-COMMANDS = ("plugins", "tokenize")
+COMMANDS = ("train", "generate", "tokenize", "plugins")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def expand_paths(patterns: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             found = [Path(pattern)]
         if not found:
-            raise FileNotFoundError(f"no files match {pattern!r}: check the path or the glob pattern")
+            raise FileNotFoundError(f"no files match {pattern[:200]!r}: check the path or the glob pattern")
         files.extend(found)
     return files
 

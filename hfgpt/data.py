@@ -55,30 +55,38 @@ def _looks_like_paths(source: str) -> bool:
 def _as_dataset(
     source: Any, text_column: str, cache_dir: str | None
 ) -> Dataset | IterableDataset | DatasetDict:
-    """Turn a string, paths/globs or a datasets object into a datasets object."""
+    """Turn a string, texts, paths/globs or a datasets object into a datasets object.
+
+    A string (or list of strings) names files when it is an existing path or a matching glob, and is
+    text otherwise; a list mixing both is an error rather than a guess.
+    """
     if isinstance(source, (Dataset, IterableDataset, DatasetDict)):
         return source
-    if isinstance(source, str) and not _looks_like_paths(source):
-        return Dataset.from_dict({text_column: [source]})
-    if isinstance(source, (str, os.PathLike)):
-        source = [source]
+    items = [source] if isinstance(source, (str, os.PathLike)) else source
     if (
-        isinstance(source, (list, tuple))
-        and source
-        and all(isinstance(s, (str, os.PathLike)) for s in source)
+        not isinstance(items, (list, tuple))
+        or not items
+        or not all(isinstance(s, (str, os.PathLike)) for s in items)
     ):
-        from hfgpt.corpus import expand_paths
-
-        files = [str(path) for path in expand_paths(source)]
-        for path in files:
-            check_text_file(path)
-        return load_dataset(
-            "text", data_files=files, sample_by="document", split="train", cache_dir=cache_dir
+        raise TypeError(
+            f"cannot window a {type(source).__name__}: pass a string, a list of strings, file paths or globs, "
+            "or a datasets Dataset/IterableDataset/DatasetDict with a text or input_ids column"
         )
-    raise TypeError(
-        f"cannot window a {type(source).__name__}: pass a string, file paths or globs, or a datasets "
-        "Dataset/IterableDataset/DatasetDict with a text or input_ids column"
-    )
+    is_path = [isinstance(s, os.PathLike) or _looks_like_paths(s) for s in items]
+    if not any(is_path):
+        return Dataset.from_dict({text_column: list(items)})
+    if not all(is_path):
+        missing = [str(s)[:80] for s, p in zip(items, is_path) if not p]
+        raise FileNotFoundError(
+            f"some sources are files and some are not: {missing[:3]} match no file. Pass only file paths/globs "
+            "(check the paths) or only texts"
+        )
+    from hfgpt.corpus import expand_paths
+
+    files = [str(path) for path in expand_paths(items)]
+    for path in files:
+        check_text_file(path)
+    return load_dataset("text", data_files=files, sample_by="document", split="train", cache_dir=cache_dir)
 
 
 def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_size: int):
@@ -215,7 +223,7 @@ def window(
     r"""Sliding-window training samples of `max_length` tokens, `stride` apart.
 
     Args:
-        source: a text string; file paths, folders or globs (one document per file); or a
+        source: a text string or a list of texts; file paths, folders or globs (one document per file); or a
             `datasets.Dataset` / `IterableDataset` / `DatasetDict` with a `text_column` or an `input_ids` column.
         tokenizer (*optional*): any transformers tokenizer; not needed when `source` has `input_ids`.
         max_length (`int`, defaults to 256): tokens per window (the model's context length at most).
