@@ -24,14 +24,18 @@ class FastEncodeMixin:
     def _texts_to_ids(self, value: Any, split_special_tokens: bool) -> Any:
         if value is None:
             return None
+        # Text with no tokens (e.g. only whitespace for RegexTokenizer) becomes "": transformers rejects an
+        # empty id list but encodes "" fine.
         if isinstance(value, str):
-            # "" stays a string: transformers rejects an empty id list but encodes "" fine.
-            return self._encode_text(value, split_special_tokens) if value else value
+            return (self._encode_text(value, split_special_tokens) if value else None) or ""
         if isinstance(value, (list, tuple)):
             if value and all(isinstance(item, str) for item in value):
                 encoded = self._encode_texts(value, split_special_tokens)
-                return [ids if ids else text for ids, text in zip(encoded, value)]
-            return value  # ids, pairs or pre-tokenized input: transformers handles them
+                return [ids or "" for ids in encoded]
+            bad = next((item for item in value if isinstance(item, (bytes, bytearray, float, dict))), None)
+            if bad is None:
+                return value  # ids, pairs or pre-tokenized input: transformers handles them
+            value = bad
         raise TypeError(
             f"{type(self).__name__} expects text as a str or a list of str, got {type(value).__name__} "
             f"({value!r:.60}). Convert it with str(...) or pass token ids as a list of int."
