@@ -290,12 +290,17 @@ class _StreamWindower:
     def __init__(self, max_length: int, stride: int, separator: int | None, within_documents: bool):
         self.max_length, self.stride = max_length, stride
         self.separator, self.within_documents = separator, within_documents
+        self.reset()
+
+    def reset(self) -> None:
         self.buffer = np.zeros(0, dtype=np.int64)  # tokens from `offset` on
         self.offset = 0  # stream position of buffer[0]
         self.next_start = 0  # stream position of the next window start
         self.started = False
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict, indices: list[int]) -> dict:
+        if indices and indices[0] == 0:  # a new pass over the stream (next epoch): forget the last one's tail
+            self.reset()
         windows = []
         for ids in batch["input_ids"]:
             if not len(ids):
@@ -310,8 +315,9 @@ class _StreamWindower:
             self.started = True
             self.buffer = np.concatenate((self.buffer, ids))
             windows.append(self._emit())
-            keep_from = self.next_start - self.offset  # drop tokens no future window needs
-            self.buffer, self.offset = self.buffer[keep_from:], self.next_start
+            # drop tokens no future window needs (the next start may lie beyond the buffer when stride > L)
+            keep_from = min(self.next_start - self.offset, len(self.buffer))
+            self.buffer, self.offset = self.buffer[keep_from:], self.offset + keep_from
         stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=np.int64)
         return {"input_ids": stacked[:, :-1], "labels": stacked[:, :-1], "shift_labels": stacked[:, 1:]}
 
@@ -327,7 +333,14 @@ class _StreamWindower:
 
 def _window_stream(tokens: IterableDataset, max_length, stride, separator, within_documents, batch_size):
     windower = _StreamWindower(max_length, stride, separator, within_documents)
-    return tokens.map(windower, batched=True, batch_size=batch_size, remove_columns=["input_ids"])
+    return tokens.map(
+        windower,
+        batched=True,
+        with_indices=True,
+        batch_size=batch_size,
+        remove_columns=["input_ids"],
+        features=WINDOW_FEATURES,
+    )
 
 
 # --- the classic DataLoader -------------------------------------------------------------------------------

