@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,20 @@ def _looks_like_paths(source: str) -> bool:
     return os.path.exists(source) or (glob.has_magic(source) and bool(glob.glob(source, recursive=True)))
 
 
+def _meant_as_path(source: str) -> bool:
+    """One word with a slash, glob characters or a file suffix (`corpus.txt`): a path, not a training text."""
+    return (
+        len(source) <= 4096
+        and not any(c.isspace() for c in source)
+        and (
+            "/" in source
+            or os.sep in source
+            or glob.has_magic(source)
+            or bool(re.search(r"\.\w{1,8}$", source))
+        )
+    )
+
+
 def _as_dataset(
     source: Any, text_column: str, cache_dir: str | None
 ) -> Dataset | IterableDataset | DatasetDict:
@@ -74,6 +89,12 @@ def _as_dataset(
         )
     is_path = [isinstance(s, os.PathLike) or _looks_like_paths(s) for s in items]
     if not any(is_path):
+        missing = [str(s) for s in items if _meant_as_path(s)]
+        if missing:  # a mistyped path must not be windowed as the text "data/corpus.txt"
+            raise FileNotFoundError(
+                f"no file matches {missing[0][:200]!r} (relative to {os.getcwd()}): check the path or the glob "
+                "pattern; to window such a string as text, pass Dataset.from_dict({'text': [...]})"
+            )
         return Dataset.from_dict({text_column: list(items)})
     if not all(is_path):
         missing = [str(s)[:80] for s, p in zip(items, is_path) if not p]

@@ -314,3 +314,115 @@ def test_streaming_regressions():
     assert as_pairs(windows) == [([1], [2]), ([11], [12]), ([21], [22])]
     assert as_pairs(windows) == [([1], [2]), ([11], [12]), ([21], [22])]
     assert windows.column_names == ["input_ids", "labels", "shift_labels"]
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("max_length", "stride", "message"),
+    [
+        (4, 0, "stride=0"),
+        (4, -3, "stride=-3"),
+        (0, 4, "max_length=0"),
+        (-1, 4, "max_length=-1"),
+        (4.0, 4, "max_length=4.0"),
+        ("4", 4, "max_length='4'"),
+        (True, 4, "max_length=True"),
+        (4, 2.5, "stride=2.5"),
+    ],
+)
+def test_bad_window_arguments_name_the_value(gpt2_tokenizer, max_length, stride, message):
+    with pytest.raises(ValueError, match="must be a positive integer") as error:
+        window(VERDICT.read_text(), gpt2_tokenizer, max_length=max_length, stride=stride)
+    assert message in str(error.value)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        create_dataloader(VERDICT.read_text(), max_length=max_length, stride=stride)
+
+
+def test_exactly_max_length_plus_one_tokens_make_one_window_and_fewer_raise(gpt2_tokenizer, tiktoken_gpt2):
+    text = "Hello world, this is it"  # GPT-2: Hello / world / , / this / is / it = 6 tokens
+    assert tiktoken_gpt2.encode(text) == [15496, 995, 11, 428, 318, 340]
+    assert as_pairs(window(text, gpt2_tokenizer, max_length=5, stride=1)) == [
+        ([15496, 995, 11, 428, 318], [995, 11, 428, 318, 340])
+    ]
+    with pytest.raises(ValueError, match="too short") as error:
+        window(text, gpt2_tokenizer, max_length=6, stride=1)
+    assert "6 tokens" in str(error.value) and "max_length=6" in str(error.value) and "7" in str(error.value)
+    with pytest.raises(ValueError, match="too short"):
+        create_dataloader(text, max_length=256)  # the classic defaults on a tiny text: no empty loader
+    with pytest.raises(ValueError, match="longest document has 3 tokens"):
+        window(Dataset.from_dict({"input_ids": [[1, 2], [3, 4, 5]]}), max_length=3, within_documents=True)
+
+
+def test_missing_text_column_or_tokenizer(gpt2_tokenizer):
+    with pytest.raises(ValueError, match="no 'text' column") as error:
+        window(Dataset.from_dict({"content": ["some text"]}), gpt2_tokenizer, 2, 1)
+    assert "content" in str(error.value) and "text_column=" in str(error.value)
+    with pytest.raises(ValueError, match="pass a tokenizer"):
+        window(VERDICT.read_text(), max_length=4, stride=4)
+    with pytest.raises(TypeError, match="cannot window a int"):
+        window(123, gpt2_tokenizer)
+    with pytest.raises(TypeError, match="cannot window a list"):
+        window([], gpt2_tokenizer)
+
+
+def test_missing_files_are_errors_not_texts(tmp_path, gpt2_tokenizer):
+    missing = tmp_path / "no_such_corpus.txt"
+    for source in (missing, str(missing), "data/no_such_corpus.txt", str(tmp_path / "*.txt")):
+        with pytest.raises(FileNotFoundError) as error:
+            window(source, gpt2_tokenizer, max_length=2, stride=1, cache_dir=str(tmp_path))
+        assert "no_such_corpus.txt" in str(error.value) or "*.txt" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="no files match"):
+        window(str(tmp_path), gpt2_tokenizer, max_length=2, stride=1)  # a folder without .txt files
+    # an existing file next to a plain text: ambiguous, so an error naming the text that is no file
+    (tmp_path / "real.txt").write_text(VERDICT.read_text())
+    with pytest.raises(FileNotFoundError, match="some sources are files and some are not") as error:
+        window([str(tmp_path / "real.txt"), "just some words"], gpt2_tokenizer, 4, 4)
+    assert "just some words" in str(error.value)
+
+
+def test_binary_and_non_utf8_files_are_rejected(tmp_path, gpt2_tokenizer):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"GPT\x00\x01\x02" * 100)
+    with pytest.raises(ValueError, match="looks binary") as error:
+        window(str(binary), gpt2_tokenizer, 4, 4, cache_dir=str(tmp_path / "cache"))
+    assert str(binary) in str(error.value)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Café crème, déjà vu. ".encode("latin-1") * 50)
+    with pytest.raises(ValueError, match="not UTF-8") as error:
+        window([latin1], gpt2_tokenizer, 4, 4, cache_dir=str(tmp_path / "cache"))
+    assert str(latin1) in str(error.value) and "offset 3" in str(error.value)
+
+
+# --- Trainer ----------------------------------------------------------------------------------------------
+def test_trainer_trains_on_windows_with_the_books_loss(tmp_path, gpt2_tokenizer):
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    windows = window(VERDICT.read_text()[:4000], gpt2_tokenizer, max_length=16, stride=16).select(range(4))
+    torch.manual_seed(0)
+    config = HFGPTConfig.from_preset("tiny", vocab_size=gpt2_tokenizer.vocab_size, drop_rate=0.0)
+    model = HFGPTForCausalLM(config)
+    batch = windows.with_format("torch")[:]
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits
+    book_loss = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch["shift_labels"].flatten()
+    ).item()
+
+    # learning_rate=0 keeps the weights, and one batch holds all 4 windows: every step's loss is the book's loss
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=0.0,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=windows, data_collator=default_data_collator)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3
+    for loss in losses:
+        assert loss == pytest.approx(book_loss, abs=1e-3)
