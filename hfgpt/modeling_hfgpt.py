@@ -162,6 +162,19 @@ class HFGPTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _can_compile_fullgraph = False
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except RuntimeError as exc:
+            if "ignore_mismatched_sizes" not in str(exc):
+                raise
+            raise ValueError(
+                f"the checkpoint in {pretrained_model_name_or_path} does not fit this model: weight shapes differ "
+                "(the load report above lists each one). Load it with its own config (no emb_dim/n_heads/... "
+                "overrides), or pass ignore_mismatched_sizes=True to re-initialise the mismatched weights."
+            ) from exc
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -174,6 +187,8 @@ class HFGPTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, PositionEncoding):
+            module.init_buffers()
         # GPT-2: scale the projections into the residual stream by 1/sqrt(2 * n_layers).
         if isinstance(module, (HFGPTAttention, HFGPTMLP)):
             proj = module.out_proj if isinstance(module, HFGPTAttention) else module.proj

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import initialization as init
 
 
 class PositionEncoding(nn.Module):
@@ -36,6 +37,13 @@ class PositionEncoding(nn.Module):
         super().__init__()
         self.config = config
         self.options = dict(config.position_encoding_kwargs or {})
+
+    def init_buffers(self) -> None:
+        """Recompute derived, non-persistent buffers (frequency tables, slopes).
+
+        Called whenever the model initialises weights; `from_pretrained` builds models on the meta device,
+        so a buffer that is not saved in the checkpoint must be recomputed here or it holds garbage.
+        """
 
     def embed(self, inputs_embeds: torch.Tensor, position_ids: torch.LongTensor) -> torch.Tensor:
         """Return the token embeddings `(batch, seq, emb_dim)` with absolute positions `(batch, seq)` mixed in."""
@@ -84,9 +92,14 @@ class SinusoidalPositionEncoding(PositionEncoding):
 
     def __init__(self, config):
         super().__init__(config)
-        base = float(self.options.get("base", 10000.0))
-        inv_freq = base ** (-torch.arange(0, config.emb_dim, 2, dtype=torch.float32) / config.emb_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+
+    def frequencies(self) -> torch.Tensor:
+        base, dim = float(self.options.get("base", 10000.0)), self.config.emb_dim
+        return base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+
+    def init_buffers(self):
+        init.copy_(self.inv_freq, self.frequencies())
 
     def embed(self, inputs_embeds, position_ids):
         angles = position_ids[..., None].float() * self.inv_freq  # (batch, seq, emb_dim/2)
@@ -108,13 +121,23 @@ class RotaryPositionEncoding(PositionEncoding):
 
     def __init__(self, config):
         super().__init__(config)
-        theta = float(self.options.get("theta", 10000.0))
-        head_dim = config.emb_dim // config.n_heads
-        if head_dim % 2:
-            raise ValueError(f"rope needs an even head dimension, got emb_dim/n_heads = {head_dim}")
-        inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        if (config.emb_dim // config.n_heads) % 2:
+            raise ValueError(
+                f"rope needs an even head dimension, got emb_dim/n_heads = {config.emb_dim // config.n_heads}"
+            )
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
         self._cached: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def frequencies(self) -> torch.Tensor:
+        theta, head_dim = (
+            float(self.options.get("theta", 10000.0)),
+            self.config.emb_dim // self.config.n_heads,
+        )
+        return theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+
+    def init_buffers(self):
+        init.copy_(self.inv_freq, self.frequencies())
+        self._cached = None
 
     def _cos_sin(self, position_ids: torch.LongTensor, dtype: torch.dtype):
         # Every layer of one forward passes the same position_ids tensor: compute the tables once.

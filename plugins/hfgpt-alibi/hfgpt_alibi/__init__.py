@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers import initialization as init
 
 from hfgpt import PositionEncoding, hookimpl
 
@@ -32,9 +33,14 @@ class ALiBiPositionEncoding(PositionEncoding):
         super().__init__(config)
         self.register_buffer("slopes", alibi_slopes(config.n_heads), persistent=False)
 
+    def init_buffers(self):
+        init.copy_(self.slopes, alibi_slopes(self.config.n_heads))
+
     def attention_bias(self, query_positions, key_positions):
         distance = key_positions[None, :] - query_positions[:, None]  # (q_len, kv_len); <= 0 where visible
-        return (self.slopes[:, None, None] * distance.to(self.slopes.dtype))[None]  # (1, heads, q_len, kv_len)
+        return (self.slopes[:, None, None] * distance.to(self.slopes.dtype))[
+            None
+        ]  # (1, heads, q_len, kv_len)
 
 
 @hookimpl

@@ -4,10 +4,10 @@ import copy
 import importlib.metadata
 
 import torch
+from hfgpt_alibi import ALiBiPositionEncoding, alibi_slopes
 
 import hfgpt
 from hfgpt.plugins import get_position_encoding, list_plugins
-from hfgpt_alibi import ALiBiPositionEncoding, alibi_slopes
 
 
 def test_registered_through_the_installed_entry_point():
@@ -22,7 +22,9 @@ def test_slopes_match_the_paper():
     # Paper, section 3: for 8 heads the slopes are 1/2, 1/4, ..., 1/256.
     assert torch.allclose(alibi_slopes(8), torch.tensor([2.0**-i for i in range(1, 9)]))
     # For 6 heads: the 4-head sequence (1/4, 1/16, 1/64, 1/256) then every other slope of the 8-head one (1/2, 1/8).
-    assert torch.allclose(alibi_slopes(6), torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]))
+    assert torch.allclose(
+        alibi_slopes(6), torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3])
+    )
 
 
 def test_bias_is_slope_times_distance():
@@ -67,3 +69,14 @@ def test_loss_falls_when_training():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_save_and_load_keep_the_slopes(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = _model("sdpa")
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.position_encoding == "alibi"
+    ids = torch.randint(0, 50, (1, 20))
+    assert torch.equal(model(ids).logits, loaded(ids).logits)
