@@ -220,6 +220,9 @@ def _training_arguments(epochs: float, batch_size: int, learning_rate: float, se
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         disable_tqdm=True,
+        # HFGPTForCausalLM also accepts `shift_labels`; Trainer would otherwise count it as a label column and
+        # skip the eval loss for batches that carry `labels` only.
+        label_names=["labels"],
         **extra,
     )
 
