@@ -172,7 +172,7 @@ class TokenStream:
         return first + rank * stride
 
 
-def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 10_000) -> TokenStream:
+def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000) -> TokenStream:
     """Flatten a tokenized dataset into a TokenStream (cached next to its Arrow files when it has some)."""
     path = None
     if tokens.cache_files:
@@ -194,7 +194,7 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 10_00
                 values = np.insert(values, ends, np.int32(separator))
             lengths.append(doc_lengths[doc_lengths > 0])
             if out is not None:
-                out.write(values.tobytes())
+                out.write(memoryview(values))  # no bytes copy: a batch of long documents is large enough
             else:
                 pieces.append(values)
         if out is not None:  # write then rename: an interrupted run never leaves a truncated stream behind
@@ -293,6 +293,12 @@ def window(
             f"{max_length} needs max_length + 1 = {max_length + 1} (its targets are shifted by one). "
             "Use a smaller max_length or more text."
         )
+    # The starts dataset lives in memory, so without a cache file map would keep every window in memory
+    # too (6x the stream's bytes); for a corpus cached on disk, write the windows next to its stream.
+    cache_file_name = None
+    if stream.path is not None:
+        suffix = f"-windows-L{max_length}-s{stride}{'-doc' if within_documents else ''}.arrow"
+        cache_file_name = stream.path.removesuffix(".int32") + suffix
     return Dataset.from_dict({"start": starts}).map(
         _gather_windows,
         batched=True,
@@ -301,6 +307,7 @@ def window(
         remove_columns=["start"],
         features=WINDOW_FEATURES,
         num_proc=num_proc,
+        cache_file_name=cache_file_name,
         desc=f"Windowing (max_length={max_length}, stride={stride})",
     )
 

@@ -174,6 +174,22 @@ def test_sources_agree_with_the_joined_reference(tmp_path, tiktoken_gpt2, gpt2_t
         assert isinstance(windows, Dataset), name
         assert as_pairs(windows) == expected, name
 
+    # files are cached on disk (stream and windows next to the Arrow cache): other window sizes, strides and
+    # num_proc must not pick up a cached result made for different arguments
+    cache = str(tmp_path / "cache")
+    for max_length, stride, within, num_proc in [(32, 20, True, None), (16, 5, False, 2), (32, 20, False, 2)]:
+        windows = window(
+            files,
+            gpt2_tokenizer,
+            max_length,
+            stride,
+            within_documents=within,
+            num_proc=num_proc,
+            cache_dir=cache,
+        )
+        tokens = [tiktoken_gpt2.encode(doc) for doc in docs]
+        assert as_pairs(windows) == reference_windows(tokens, max_length, stride, EOS, within)
+
     streamed = window(Dataset.from_dict({"text": docs}).to_iterable_dataset(), gpt2_tokenizer, 32, 20)
     assert isinstance(streamed, IterableDataset)
     assert as_pairs(streamed) == expected
