@@ -56,7 +56,7 @@ def _looks_like_paths(source: str) -> bool:
 def _meant_as_path(source: str) -> bool:
     """One word with a slash, glob characters or a file suffix (`corpus.txt`): a path, not a training text."""
     return (
-        len(source) <= 4096
+        len(source) <= 1024  # longer whitespace-free strings (base64, minified code) stay texts
         and not any(c.isspace() for c in source)
         and (
             "/" in source

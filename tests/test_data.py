@@ -389,6 +389,9 @@ def test_missing_files_are_errors_not_texts(tmp_path, gpt2_tokenizer):
         assert "no_such_corpus.txt" in str(error.value) or "*.txt" in str(error.value)
     with pytest.raises(FileNotFoundError, match="no files match"):
         window(str(tmp_path), gpt2_tokenizer, max_length=2, stride=1)  # a folder without .txt files
+    # a path-like string that is long (base64, minified code) is still a text
+    encoded = "QUJD/ZGVm+" * 110
+    assert len(window(encoded, gpt2_tokenizer, max_length=8, stride=8)) > 10
     # an existing file next to a plain text: ambiguous, so an error naming the text that is no file
     (tmp_path / "real.txt").write_text(VERDICT.read_text())
     with pytest.raises(FileNotFoundError, match="some sources are files and some are not") as error:
