@@ -110,15 +110,15 @@ def test_verdict_first_batch_matches_the_book(gpt2_tokenizer):
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "max_length", "stride", "drop_last"),
-    [(8, 4, 4, False), (4, 256, 128, True), (3, 32, 7, True), (5, 16, 40, False)],
+    ("batch_size", "max_length", "stride", "drop_last", "num_workers"),
+    [(8, 4, 4, False, 0), (4, 256, 128, True, 0), (3, 32, 7, True, 2), (5, 16, 40, False, 0)],
 )
 def test_create_dataloader_matches_reference_unshuffled(
-    tiktoken_gpt2, batch_size, max_length, stride, drop_last
+    tiktoken_gpt2, batch_size, max_length, stride, drop_last, num_workers
 ):
     text = VERDICT.read_text()
     options = dict(batch_size=batch_size, max_length=max_length, stride=stride, drop_last=drop_last)
-    ours = list(create_dataloader(text, shuffle=False, **options))
+    ours = list(create_dataloader(text, shuffle=False, num_workers=num_workers, **options))
     reference = list(reference_loader(text, tiktoken_gpt2, shuffle=False, **options))
     assert len(ours) == len(reference) > 0
     for (inputs, targets), (ref_inputs, ref_targets) in zip(ours, reference):
@@ -445,3 +445,18 @@ def test_trainer_trains_on_windows_with_the_books_loss(tmp_path, gpt2_tokenizer)
     assert len(losses) == 3
     for loss in losses:
         assert loss == pytest.approx(book_loss, abs=1e-3)
+
+    # the streaming path feeds Trainer the same way (an IterableDataset of the same 4 windows, repeated)
+    source = Dataset.from_dict({"input_ids": [batch["input_ids"].flatten().tolist()]}).to_iterable_dataset()
+    streamed = window(source, max_length=16, stride=16)
+    assert as_pairs(streamed) == as_pairs(windows)[:3]  # 64 tokens hold 3 windows: the 4th needs a 65th
+    args.output_dir = str(tmp_path / "streamed")
+    trainer = Trainer(model=model, args=args, train_dataset=streamed, data_collator=default_data_collator)
+    trainer.train()
+    streamed_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(streamed_losses) == 3
+    first_three = torch.nn.functional.cross_entropy(
+        logits[:3].flatten(0, 1), batch["shift_labels"][:3].flatten()
+    ).item()
+    for loss in streamed_losses:  # each epoch of the stream is one batch of the 3 windows
+        assert loss == pytest.approx(first_three, abs=1e-3)
