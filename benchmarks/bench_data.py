@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = [
             f"Corpus: {len(texts)} stdlib .py files, {mb:.1f} MB, {len(tokens):,} GPT-2 tokens; max_length={L}, "
             f"stride={S}; {n_windows:,} windows. Best of {args.repeats} passes, naive and window interleaved.",
-            f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}), Python {platform.python_version()}, "
+            f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}, load average "
+            f"{os.getloadavg()[1]:.1f} over the last 5 min), Python {platform.python_version()}, "
             f"datasets {datasets.__version__}. Command: `{command}`",
             "",
             "| method | seconds | windows/s |",
