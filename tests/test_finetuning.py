@@ -1,6 +1,8 @@
 """Fine-tuning: the Alpaca prompt, response-only labels, padding, the loss they give, and the three recipes."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +85,9 @@ def test_only_response_and_eos_are_labelled(gpt2_tokenizer):
     row = encode_instruction(entry, tok)
     ids, labels = row["input_ids"], row["labels"]
     n_prompt = len(tok(format_alpaca(entry), add_special_tokens=False)["input_ids"])
-    # " cold" is not what follows "\n" here: GPT-2 has "cold" = 36673 and <|endoftext|> = 50256.
+    # From GPT-2's encoder.json: the prompt ends in "\n" = 198 ("Ċ"); the response is "cold" = 36673 (no
+    # leading space, so not "Ġcold" = 4692), then <|endoftext|> = 50256.
+    assert ids[n_prompt - 1] == 198
     assert ids[n_prompt:] == [36673, 50256]
     assert labels == [IGNORE_INDEX] * n_prompt + [36673, 50256]
     assert tok.decode(ids[:n_prompt]) == format_alpaca(entry)
@@ -237,3 +241,11 @@ def test_classifier_starts_from_a_saved_causal_lm(saved_model):
     # distance between two independent initialisations (about 0.0226 mean absolute difference at std 0.02).
     moved = (result.model.transformer.wte.weight.cpu() - base.transformer.wte.weight).abs().mean()
     assert moved < 0.01
+
+
+@pytest.mark.parametrize("script", ["pretrain", "finetune_continue", "classify", "instruction_finetune"])
+def test_example_scripts_start_and_describe_themselves(script):
+    path = EXAMPLES.parent / f"{script}.py"
+    done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--output-dir" in done.stdout and "--epochs" in done.stdout
