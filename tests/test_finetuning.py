@@ -177,8 +177,8 @@ def test_classifier_on_the_bundled_csv_beats_the_majority_rate():
     )
     result.model.eval()
     with torch.no_grad():
-        predicted = result.model(**batch).logits.argmax(-1).tolist()
-    assert predicted == [1, 0]
+        predicted = result.model(**{k: v.to(result.model.device) for k, v in batch.items()}).logits.argmax(-1)
+    assert predicted.tolist() == [1, 0]
 
 
 # --- starting from a saved model --------------------------------------------------------------------------
