@@ -253,7 +253,7 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
         save_total_limit=2,
         seed=args.seed,
         data_seed=args.seed,
-        dataloader_drop_last=True,
+        dataloader_drop_last=False,  # one flag for train and eval: a short validation split must keep its batch
         use_cpu=not use_cuda and not torch.backends.mps.is_available(),
         bf16=args.mixed_precision == "bf16",
         fp16=args.mixed_precision == "fp16",
@@ -270,7 +270,7 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
         callbacks=[LossHistory(), *(callbacks or [])],
     )
     tokens_per_step.append(
-        args.batch_size * targs.world_size * targs.gradient_accumulation_steps * max_length
+        args.batch_size * trainer.accelerator.num_processes * targs.gradient_accumulation_steps * max_length
     )
     resume_from = latest_complete_checkpoint(staging / "checkpoints") if args.resume else None
     if args.resume and resume_from is None:
