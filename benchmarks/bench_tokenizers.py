@@ -1,8 +1,9 @@
 """Tokenizer throughput (MB/s of UTF-8 text) on the Python standard library's .py files.
 
-Measured side by side in one run, best of `--repeats` passes each:
+Measured side by side in one run, chunk by chunk (64 files), best of `--repeats` passes per chunk:
 
     a  tiktoken gpt2 `encode_ordinary`, one call per file (the reference engine, built offline)
+       (a_batch: tiktoken's `encode_ordinary_batch` on 64 files, the reference for c)
     b  `hfgpt.GPT2BPETokenizer().encode(text)`, one call per file
     c  `hfgpt.GPT2BPETokenizer()(texts)`, batches of 64 files
     d  transformers `GPT2Tokenizer.from_pretrained(dir)` on the same vocab.json + merges.txt, per file and batched
