@@ -50,7 +50,12 @@ def check_window_args(max_length: Any, stride: Any) -> None:
 
 # --- sources ----------------------------------------------------------------------------------------------
 def _looks_like_paths(source: str) -> bool:
-    return os.path.exists(source) or (glob.has_magic(source) and bool(glob.glob(source, recursive=True)))
+    if os.path.exists(source):
+        return True
+    # Only a short one-line string can be a glob; globbing a text full of "[" and "*" (code) is slow and
+    # can even recurse without end inside glob.
+    one_line = len(source) <= 1024 and "\n" not in source
+    return one_line and glob.has_magic(source) and bool(glob.glob(source, recursive=True))
 
 
 def _meant_as_path(source: str) -> bool:

@@ -29,6 +29,8 @@ class FastEncodeMixin:
         if isinstance(value, str):
             return (self._encode_text(value, split_special_tokens) if value else None) or ""
         if isinstance(value, (list, tuple)):
+            if value and isinstance(value[0], int):
+                return value  # ids (transformers hands batches back one sequence at a time): nothing to check
             if value and all(isinstance(item, str) for item in value):
                 encoded = self._encode_texts(value, split_special_tokens)
                 return [ids or "" for ids in encoded]

@@ -45,13 +45,13 @@ class TrainArguments:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     max_length: int | None = None
     stride: int | None = None
-    epochs: float = 15.0
+    epochs: float = 60.0
     batch_size: int = 2
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-3
     weight_decay: float = 0.1
     val_fraction: float = 0.1
     seed: int = 123
-    eval_every: int = 5
+    eval_every: int = 20
     save_every: int | None = None
     overwrite: bool = False
     resume: bool = False
@@ -242,8 +242,8 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
+        lr_scheduler_type="cosine",  # decays to 0 over the run: the last epochs polish the memorisation
+        warmup_steps=10,
         eval_strategy="steps",
         eval_steps=args.eval_every,
         logging_steps=args.eval_every,
