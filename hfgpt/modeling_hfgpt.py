@@ -10,6 +10,7 @@ built once per forward (`position_encoding.attention_bias`); see `hfgpt.position
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -35,6 +36,16 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from hfgpt.configuration_hfgpt import HFGPTConfig
 from hfgpt.plugins import get_position_encoding
 from hfgpt.position_encoding import PositionEncoding
+
+# transformers 5.24 renamed the KV cache from `past_key_values` to `cache` (generate passes `cache=` and
+# reads `outputs.cache`); a model that misses the rename silently starts an empty cache at every step.
+# hfgpt accepts both names and writes outputs under the one the installed version uses.
+CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+MASK_CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
+def _output_cache(outputs) -> Cache | None:
+    return getattr(outputs, CACHE_FIELD)
 
 
 def eager_attention_forward(
@@ -241,6 +252,8 @@ class HFGPTModel(HFGPTPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        cache = kwargs.pop("cache", None)  # the name transformers >= 5.24 uses
+        past_key_values = past_key_values if past_key_values is not None else cache
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -277,8 +290,8 @@ class HFGPTModel(HFGPTPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             position_ids=position_ids,
+            **{MASK_CACHE_ARG: past_key_values},
         )
         key_positions = torch.arange(past_len + seq_len, device=inputs_embeds.device)
         position_bias = self.position_encoding.attention_bias(cache_position, key_positions)
@@ -306,7 +319,7 @@ class HFGPTModel(HFGPTPreTrainedModel):
             all_hidden_states += (hidden_states,)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            **{CACHE_FIELD: past_key_values if use_cache else None},
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
@@ -369,7 +382,7 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: _output_cache(outputs)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -433,7 +446,7 @@ class HFGPTForSequenceClassification(HFGPTPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: _output_cache(outputs)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
