@@ -58,7 +58,10 @@ def test_builtins_register_through_the_same_door(fresh_plugins):
     names = {name for name, _ in fresh_plugins.load_plugins().list_name_plugin()}
     assert set(plugins.DEFAULT_PLUGINS) <= names
     assert "learned" in plugins.strategies("position_encoding")
-    assert plugins.strategies("position_encoding")["learned"].plugin == "hfgpt.default_plugins.position_encodings"
+    assert (
+        plugins.strategies("position_encoding")["learned"].plugin
+        == "hfgpt.default_plugins.position_encodings"
+    )
 
 
 def test_entry_point_discovery(fresh_plugins, tmp_path, monkeypatch):
@@ -119,7 +122,9 @@ def test_duplicate_of_a_builtin_is_an_error(fresh_plugins):
 
     fresh_plugins.load_plugins()
     fresh_plugins.pm.register(Shadow(), name="shadow")
-    with pytest.raises(plugins.DuplicateStrategyError, match="hfgpt.default_plugins.position_encodings.*shadow"):
+    with pytest.raises(
+        plugins.DuplicateStrategyError, match="hfgpt.default_plugins.position_encodings.*shadow"
+    ):
         plugins.strategies("position_encoding")
 
 

@@ -36,7 +36,9 @@ def test_readme_plugin_example(tmp_path, monkeypatch):
         assert listed["registered"] == {"position_encoding": ["scaled"]}
 
         torch.manual_seed(0)
-        config = hfgpt.HFGPTConfig.from_preset("tiny", vocab_size=50, position_encoding="scaled", drop_rate=0.0)
+        config = hfgpt.HFGPTConfig.from_preset(
+            "tiny", vocab_size=50, position_encoding="scaled", drop_rate=0.0
+        )
         model = hfgpt.HFGPTForCausalLM(config)
         ids = torch.randint(0, 50, (2, 16))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
