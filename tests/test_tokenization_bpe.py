@@ -19,7 +19,6 @@ from types import SimpleNamespace
 import pytest
 import tiktoken
 import tiktoken.load
-import tiktoken_ext.openai_public
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, GPT2Tokenizer
@@ -57,17 +56,9 @@ BOOK_IDS = [
 
 
 @pytest.fixture(scope="module")
-def reference() -> tiktoken.Encoding:
-    """tiktoken's gpt2 encoding, built from the original GPT-2 files without network access."""
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(GPT2_DATA / "vocab.bpe"), encoder_json_file=str(GPT2_DATA / "encoder.json")
-    )
-    return tiktoken.Encoding(
-        "gpt2-reference",
-        pat_str=tiktoken_ext.openai_public.r50k_pat_str,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 50256},
-    )
+def reference(tiktoken_gpt2) -> tiktoken.Encoding:
+    """tiktoken's gpt2 encoding (see conftest.py)."""
+    return tiktoken_gpt2
 
 
 @pytest.fixture(scope="module")

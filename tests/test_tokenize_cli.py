@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import tiktoken
 import tiktoken.load
-import tiktoken_ext.openai_public
 from transformers import AutoTokenizer
 
 import hfgpt
@@ -33,16 +32,9 @@ def book_split(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference() -> tiktoken.Encoding:
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(GPT2_DATA / "vocab.bpe"), encoder_json_file=str(GPT2_DATA / "encoder.json")
-    )
-    return tiktoken.Encoding(
-        "gpt2-reference",
-        pat_str=tiktoken_ext.openai_public.r50k_pat_str,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 50256},
-    )
+def reference(tiktoken_gpt2) -> tiktoken.Encoding:
+    """tiktoken's gpt2 encoding (see conftest.py)."""
+    return tiktoken_gpt2
 
 
 @pytest.fixture(scope="module")
