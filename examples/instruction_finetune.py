@@ -47,11 +47,9 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    if not (Path(args.model_dir) / "config.json").exists():
-        from pretrain import pretrain_base  # the sibling example script
+    from pretrain import ensure_base_model  # the sibling example script
 
-        print(f"no model in {args.model_dir}: pretraining a tiny one first (examples/pretrain.py)")
-        pretrain_base(args.model_dir)
+    ensure_base_model(args.model_dir)
 
     result = finetune_instructions(
         args.model_dir,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from hfgpt.training import TrainArguments, train
 
@@ -45,6 +46,13 @@ def pretrain_base(
         max_new_tokens=20,
     )
     return train(args)
+
+
+def ensure_base_model(model_dir: str) -> None:
+    """Pretrain the base model into `model_dir` unless one is already there (used by the fine-tuning examples)."""
+    if not (Path(model_dir) / "config.json").exists():
+        print(f"no model in {model_dir}: pretraining a tiny one first (examples/pretrain.py)")
+        pretrain_base(model_dir)
 
 
 def main() -> None:
