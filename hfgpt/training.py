@@ -280,15 +280,10 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     trainer.accelerator.wait_for_everyone()
 
     trainer.train(resume_from_checkpoint=resume_from)
-    final_eval = trainer.evaluate()
-    if trainer.is_world_process_zero():
-        history.append(
-            {
-                "step": trainer.state.global_step,
-                "tokens_seen": trainer.state.global_step * tokens_per_step[0],
-                **{"eval_loss": final_eval["eval_loss"]},
-            }
-        )
+    evals = [r for r in history if "eval_loss" in r]
+    if not evals or evals[-1]["step"] != trainer.state.global_step:
+        trainer.evaluate()  # Trainer usually validates at the last step itself; LossHistory records either
+        evals = [r for r in history if "eval_loss" in r]
     sample = None
     if trainer.is_world_process_zero():
         trainer.save_model(str(staging))
@@ -309,7 +304,7 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
         output_dir=output_dir,
         history=history,
         final_train_loss=train_losses[-1] if train_losses else None,
-        final_eval_loss=final_eval.get("eval_loss"),
+        final_eval_loss=evals[-1]["eval_loss"],
         sample=sample,
     )
 
