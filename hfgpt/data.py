@@ -9,7 +9,10 @@ The classic `GPTDatasetV1` semantics, made scalable:
 3. A batched `datasets.map` over the window starts 0, stride, 2*stride, ... (while start + max_length <
    number of tokens) gathers every window with numpy fancy indexing.
 
-Each sample has three columns; for the book's pair (input, target) = (tokens[s:s+L], tokens[s+1:s+L+1]):
+Each sample has three columns of the smallest integer type that holds the vocabulary: uint16 up to 65,536
+ids (GPT-2's 50,257), int32 beyond (Megatron-LM's and nanoGPT's choice). Windowing writes 6x the stream's
+tokens, so this is a quarter of int64's bytes to write and to read back; datasets' torch and numpy formats
+and transformers' collators still hand them out as int64 (`torch.long`). For the book's pair (input, target) = (tokens[s:s+L], tokens[s+1:s+L+1]):
 
 * ``input_ids``    = tokens[s : s+L]       — the book's *input*
 * ``shift_labels`` = tokens[s+1 : s+L+1]   — the book's *target*, already shifted by one
@@ -27,6 +30,7 @@ import hashlib
 import os
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +38,21 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, IterableDataset, Sequence, Value, load_dataset
+from datasets.fingerprint import get_temporary_cache_files_directory
 
 from hfgpt.corpus import check_text_file
 
-WINDOW_FEATURES = Features(
-    {name: Sequence(Value("int64")) for name in ("input_ids", "labels", "shift_labels")}
-)
+WINDOW_COLUMNS = ("input_ids", "labels", "shift_labels")
+MAX_TOKEN_ID = int(np.iinfo(np.int32).max)
+
+
+def window_dtype(vocab_size: int) -> np.dtype:
+    """The smallest integer type that holds ids 0 .. vocab_size - 1: uint16, else int32."""
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.int32)
+
+
+def window_features(dtype: np.dtype) -> Features:
+    return Features({name: Sequence(Value(np.dtype(dtype).name)) for name in WINDOW_COLUMNS})
 
 
 def check_window_args(max_length: Any, stride: Any) -> None:
@@ -152,6 +165,7 @@ class TokenStream:
     """
 
     n_tokens: int
+    max_id: int  # the largest id in the stream (-1 when empty)
     doc_starts: np.ndarray  # start offset of every non-empty document in the stream
     doc_lengths: np.ndarray
     path: str | None = None
@@ -183,17 +197,20 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
     if tokens.cache_files:
         key = hashlib.sha256(f"{tokens._fingerprint}-{separator}".encode()).hexdigest()[:16]
         path = os.path.join(os.path.dirname(tokens.cache_files[0]["filename"]), f"hfgpt-stream-{key}.int32")
-        lengths_path = path + ".lengths.npy"
-        if os.path.exists(path) and os.path.exists(lengths_path):
-            return _stream_from_lengths(np.load(lengths_path), separator, path=path)
+        index_path = path + ".index.npz"
+        if os.path.exists(path) and os.path.exists(index_path):
+            with np.load(index_path) as index:
+                return _stream_from_lengths(index["lengths"], int(index["max_id"]), separator, path=path)
 
-    pieces, lengths = [], []
+    pieces, lengths, max_id = [], [], -1 if separator is None else separator
     out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False) if path else None
     try:
         for batch in tokens.with_format("arrow").iter(batch_size=batch_size):
             column = batch.column("input_ids")
             doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+            values = _as_int32_ids(values)
+            max_id = max(max_id, int(values.max(initial=-1)))
             if separator is not None:  # a separator after every non-empty document; the last one is cut below
                 ends = np.cumsum(doc_lengths)[doc_lengths > 0]
                 values = np.insert(values, ends, np.int32(separator))
@@ -204,7 +221,7 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
                 pieces.append(values)
         if out is not None:  # write then rename: an interrupted run never leaves a truncated stream behind
             out.close()
-            np.save(path + ".lengths.npy", np.concatenate(lengths or [np.zeros(0, np.int64)]))
+            np.savez(index_path, lengths=np.concatenate(lengths or [np.zeros(0, np.int64)]), max_id=max_id)
             os.replace(out.name, path)
     except BaseException:
         if out is not None:
@@ -213,22 +230,34 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
         raise
     all_lengths = np.concatenate(lengths or [np.zeros(0, np.int64)])
     tokens_array = np.concatenate(pieces) if pieces else None
-    return _stream_from_lengths(all_lengths, separator, path=path, tokens=tokens_array)
+    return _stream_from_lengths(all_lengths, max_id, separator, path=path, tokens=tokens_array)
 
 
-def _stream_from_lengths(lengths: np.ndarray, separator: int | None, **kwargs) -> TokenStream:
+def _as_int32_ids(values: np.ndarray) -> np.ndarray:
+    """Token ids as int32 (the stream's type), refusing ids that are negative or do not fit."""
+    if len(values):
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > MAX_TOKEN_ID:
+            raise ValueError(
+                f"token ids must lie in [0, {MAX_TOKEN_ID}], found {low if low < 0 else high}: the "
+                "input_ids column does not hold token ids of a vocabulary"
+            )
+    return values.astype(np.int32, copy=False)
+
+
+def _stream_from_lengths(lengths: np.ndarray, max_id: int, separator: int | None, **kwargs) -> TokenStream:
     lengths = lengths.astype(np.int64)
     step = lengths + (1 if separator is not None else 0)
     starts = np.cumsum(step) - step
     n_tokens = int(step.sum()) - (1 if separator is not None and len(lengths) else 0)
-    return TokenStream(n_tokens=n_tokens, doc_starts=starts, doc_lengths=lengths, **kwargs)
+    return TokenStream(n_tokens=n_tokens, max_id=max_id, doc_starts=starts, doc_lengths=lengths, **kwargs)
 
 
-def _gather_windows(batch: dict, stream: TokenStream, max_length: int) -> dict:
+def _gather_windows(batch: dict, stream: TokenStream, max_length: int, dtype: np.dtype) -> dict:
     starts = np.asarray(batch["start"], dtype=np.int64)
     low = int(starts[0])
-    chunk = np.asarray(stream.array()[low : int(starts[-1]) + max_length + 1], dtype=np.int64)
-    windows = chunk[(starts - low)[:, None] + np.arange(max_length + 1)]  # (batch, max_length + 1)
+    chunk = stream.array()[low : int(starts[-1]) + max_length + 1]
+    windows = chunk[(starts - low)[:, None] + np.arange(max_length + 1)].astype(dtype, copy=False)
     return {"input_ids": windows[:, :-1], "labels": windows[:, :-1], "shift_labels": windows[:, 1:]}
 
 
@@ -283,8 +312,12 @@ def window(
         return DatasetDict({split: window(part, **options) for split, part in dataset.items()})
     separator = separator_id if separator_id is not None else getattr(tokenizer, "eos_token_id", None)
     tokens = _tokenize(dataset, tokenizer, text_column, num_proc, batch_size)
+    # Ids a tokenizer can produce, so that every split windowed with it gets the same column type.
+    vocab_size = max(len(tokenizer) if tokenizer is not None else 0, (separator or 0) + 1)
     if isinstance(tokens, IterableDataset):
-        return _window_stream(tokens, max_length, stride, separator, within_documents, batch_size)
+        # The stream's largest id is unknown until the end: without a tokenizer, assume the widest type.
+        dtype = window_dtype(vocab_size if tokenizer is not None else MAX_TOKEN_ID)
+        return _window_stream(tokens, max_length, stride, separator, within_documents, batch_size, dtype)
 
     stream = build_stream(tokens, separator)
     starts = stream.window_starts(max_length, stride, within_documents)
@@ -298,35 +331,49 @@ def window(
             f"{max_length} needs max_length + 1 = {max_length + 1} (its targets are shifted by one). "
             "Use a smaller max_length or more text."
         )
-    # The starts dataset lives in memory, so without a cache file map would keep every window in memory
-    # too (6x the stream's bytes); for a corpus cached on disk, write the windows next to its stream.
-    cache_file_name = None
-    if stream.path is not None:
-        suffix = f"-windows-L{max_length}-s{stride}{'-doc' if within_documents else ''}.arrow"
-        cache_file_name = stream.path.removesuffix(".int32") + suffix
+    dtype = window_dtype(max(vocab_size, stream.max_id + 1))
     return Dataset.from_dict({"start": starts}).map(
         _gather_windows,
         batched=True,
         batch_size=batch_size,
-        fn_kwargs={"stream": stream, "max_length": max_length},
+        fn_kwargs={"stream": stream, "max_length": max_length, "dtype": dtype},
         remove_columns=["start"],
-        features=WINDOW_FEATURES,
+        features=window_features(dtype),
         num_proc=num_proc,
-        cache_file_name=cache_file_name,
+        cache_file_name=_windows_file(stream, max_length, stride, within_documents, dtype),
         desc=f"Windowing (max_length={max_length}, stride={stride})",
     )
+
+
+def _windows_file(
+    stream: TokenStream, max_length: int, stride: int, within_documents: bool, dtype: np.dtype
+) -> str:
+    """Where map writes the windows: always a file, memory-mapped afterwards.
+
+    The starts dataset lives in memory, so without a file map would keep every window in memory (6x the
+    stream's bytes) and grow one in-memory Arrow buffer to that size, which is several times slower than
+    writing a file (pyarrow's mimalloc pool reallocates huge buffers slowly). A corpus cached on disk gets
+    its windows next to its stream (reused by the next call); an in-memory one gets a file in datasets'
+    temporary cache directory, deleted when the Python session ends.
+    """
+    if stream.path is None:
+        return os.path.join(get_temporary_cache_files_directory(), f"hfgpt-windows-{uuid.uuid4().hex}.arrow")
+    suffix = f"-windows-L{max_length}-s{stride}{'-doc' if within_documents else ''}-{dtype.name}.arrow"
+    return stream.path.removesuffix(".int32") + suffix
 
 
 class _StreamWindower:
     """Windows an unbounded token stream batch by batch, carrying the unfinished tail across batches."""
 
-    def __init__(self, max_length: int, stride: int, separator: int | None, within_documents: bool):
-        self.max_length, self.stride = max_length, stride
+    def __init__(
+        self, max_length: int, stride: int, separator: int | None, within_documents: bool, dtype: np.dtype
+    ):
+        self.max_length, self.stride, self.dtype = max_length, stride, dtype
         self.separator, self.within_documents = separator, within_documents
         self.reset()
 
     def reset(self) -> None:
-        self.buffer = np.zeros(0, dtype=np.int64)  # tokens from `offset` on
+        self.buffer = np.zeros(0, dtype=np.int32)  # tokens from `offset` on
         self.offset = 0  # stream position of buffer[0]
         self.next_start = 0  # stream position of the next window start
         self.started = False
@@ -338,41 +385,44 @@ class _StreamWindower:
         for ids in batch["input_ids"]:
             if not len(ids):
                 continue
-            ids = np.asarray(ids, dtype=np.int64)
+            ids = np.asarray(ids, dtype=np.int32)
             if self.within_documents:
                 self.buffer, self.offset, self.next_start = ids, 0, 0
                 windows.append(self._emit())
                 continue
             if self.started and self.separator is not None:
-                ids = np.concatenate(([self.separator], ids))
+                ids = np.concatenate((np.array([self.separator], dtype=np.int32), ids))
             self.started = True
             self.buffer = np.concatenate((self.buffer, ids))
             windows.append(self._emit())
             # drop tokens no future window needs (the next start may lie beyond the buffer when stride > L)
             keep_from = min(self.next_start - self.offset, len(self.buffer))
             self.buffer, self.offset = self.buffer[keep_from:], self.offset + keep_from
-        stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=np.int64)
+        stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=np.int32)
+        stacked = stacked.astype(self.dtype, copy=False)
         return {"input_ids": stacked[:, :-1], "labels": stacked[:, :-1], "shift_labels": stacked[:, 1:]}
 
     def _emit(self) -> np.ndarray:
         end = self.offset + len(self.buffer)  # a window at s needs token s + max_length, i.e. s + L < end
         last = end - self.max_length - 1
         if last < self.next_start:
-            return np.zeros((0, self.max_length + 1), dtype=np.int64)
+            return np.zeros((0, self.max_length + 1), dtype=np.int32)
         starts = np.arange(self.next_start, last + 1, self.stride) - self.offset
         self.next_start = int(starts[-1]) + self.offset + self.stride
         return self.buffer[starts[:, None] + np.arange(self.max_length + 1)]
 
 
-def _window_stream(tokens: IterableDataset, max_length, stride, separator, within_documents, batch_size):
-    windower = _StreamWindower(max_length, stride, separator, within_documents)
+def _window_stream(
+    tokens: IterableDataset, max_length, stride, separator, within_documents, batch_size, dtype: np.dtype
+):
+    windower = _StreamWindower(max_length, stride, separator, within_documents, dtype)
     return tokens.map(
         windower,
         batched=True,
         with_indices=True,
         batch_size=batch_size,
         remove_columns=["input_ids"],
-        features=WINDOW_FEATURES,
+        features=window_features(dtype),
     )
 
 

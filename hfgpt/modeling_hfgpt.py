@@ -372,6 +372,8 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         if labels is not None or shift_labels is not None:
             # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
             # kwargs carries Trainer's num_items_in_batch, which keeps gradient accumulation exact.
+            # Targets read raw from hfgpt.data's windows are int32 or uint16; cross-entropy wants int64.
+            labels, shift_labels = (t.long() if t is not None else None for t in (labels, shift_labels))
             loss = self.loss_function(
                 logits=logits,
                 labels=labels if labels is not None else shift_labels,

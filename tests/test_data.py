@@ -186,6 +186,13 @@ def test_single_string_and_text_column(gpt2_tokenizer, tiktoken_gpt2):
     assert as_pairs(window(renamed, gpt2_tokenizer, 10, 3, text_column="body")) == expected
 
 
+def test_code_full_of_glob_characters_is_text(gpt2_tokenizer, tiktoken_gpt2):
+    # Regression: texts with "*", "?" and "[" were globbed as paths (and deep patterns hit RecursionError).
+    code = ["x = a[0] / b[1] ** 2  # why?\n" * 1100, "print(*args)\n" * 50]
+    expected = reference_windows([tiktoken_gpt2.encode(t) for t in code], 64, 64, separator=EOS)
+    assert as_pairs(window(code, gpt2_tokenizer, max_length=64, stride=64)) == expected
+
+
 def test_dataset_dict_windows_every_split(gpt2_tokenizer, tiktoken_gpt2):
     text = VERDICT.read_text()
     splits = DatasetDict(
@@ -302,6 +309,50 @@ def test_shift_labels_loss_is_the_books_loss_over_all_positions():
         labels_only, torch.nn.functional.cross_entropy(logits[0, :2], torch.tensor([6, 7]))
     )
     assert not torch.isclose(labels_only, book_loss)
+
+    # Read raw (not through datasets' torch format, which widens to int64), int32 targets give the same loss.
+    with torch.no_grad():
+        from_int32 = model(**{name: column.int() for name, column in batch.items()}).loss
+    torch.testing.assert_close(from_int32, book_loss)
+
+
+def test_windows_of_an_in_memory_corpus_live_in_a_file(gpt2_tokenizer):
+    # The windows are 6x the stream's bytes: even for texts passed in memory they are written to a
+    # (temporary) Arrow file and memory-mapped, not held in the process's memory.
+    windows = window(VERDICT.read_text(encoding="utf-8"), gpt2_tokenizer, max_length=32, stride=16)
+    assert windows.cache_files and Path(windows.cache_files[0]["filename"]).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("top_id", "dtype"), [(65_535, "uint16"), (65_536, "int32"), (2**31 - 1, "int32")])
+def test_window_columns_use_the_smallest_type_that_holds_every_id(top_id, dtype):
+    docs = [[0, 1, 2, top_id, 3], [top_id - 1, 4]]
+    windows = window(Dataset.from_dict({"input_ids": docs}), max_length=2, stride=1)
+    assert [windows.features[name].feature.dtype for name in windows.column_names] == [dtype] * 3
+    assert as_pairs(windows) == reference_windows(docs, 2, 1)  # no id wrapped around
+    assert windows.with_format("torch")[:]["input_ids"].dtype == torch.long
+
+
+def test_gpt2_windows_are_uint16_in_every_split(gpt2_tokenizer):
+    # The type follows the tokenizer's vocabulary (50,257 ids), not the ids a split happens to contain.
+    splits = window(
+        DatasetDict(
+            {
+                "train": Dataset.from_dict({"text": ["a b c d e f"]}),
+                "validation": Dataset.from_dict({"text": ["x y z w v u"]}),
+            }
+        ),
+        gpt2_tokenizer,
+        max_length=3,
+        stride=1,
+    )
+    assert {str(part.features["input_ids"].feature.dtype) for part in splits.values()} == {"uint16"}
+
+
+@pytest.mark.parametrize("bad", [2**31, -1])
+def test_token_ids_outside_int32_are_refused(bad):
+    huge = Dataset.from_dict({"input_ids": [[1, 2, 3, bad]]})
+    with pytest.raises(ValueError, match=rf"token ids must lie in \[0, 2147483647\], found {bad}"):
+        window(huge, max_length=2, stride=1)
 
 
 def test_streaming_regressions():
