@@ -12,7 +12,9 @@ The classic `GPTDatasetV1` semantics, made scalable:
 Each sample has three columns of the smallest integer type that holds the vocabulary: uint16 up to 65,536
 ids (GPT-2's 50,257), int32 beyond (Megatron-LM's and nanoGPT's choice). Windowing writes 6x the stream's
 tokens, so this is a quarter of int64's bytes to write and to read back; datasets' torch and numpy formats
-and transformers' collators still hand them out as int64 (`torch.long`). For the book's pair (input, target) = (tokens[s:s+L], tokens[s+1:s+L+1]):
+and transformers' collators still hand them out as int64 (`torch.long`).
+
+For the book's pair (input, target) = (tokens[s:s+L], tokens[s+1:s+L+1]):
 
 * ``input_ids``    = tokens[s : s+L]       — the book's *input*
 * ``shift_labels`` = tokens[s+1 : s+L+1]   — the book's *target*, already shifted by one
@@ -209,8 +211,8 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
             column = batch.column("input_ids")
             doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
             values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-            values = _as_int32_ids(values)
-            max_id = max(max_id, int(values.max(initial=-1)))
+            max_id = max(max_id, _checked_max_id(values, MAX_TOKEN_ID))
+            values = values.astype(np.int32, copy=False)
             if separator is not None:  # a separator after every non-empty document; the last one is cut below
                 ends = np.cumsum(doc_lengths)[doc_lengths > 0]
                 values = np.insert(values, ends, np.int32(separator))
@@ -233,16 +235,17 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
     return _stream_from_lengths(all_lengths, max_id, separator, path=path, tokens=tokens_array)
 
 
-def _as_int32_ids(values: np.ndarray) -> np.ndarray:
-    """Token ids as int32 (the stream's type), refusing ids that are negative or do not fit."""
-    if len(values):
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high > MAX_TOKEN_ID:
-            raise ValueError(
-                f"token ids must lie in [0, {MAX_TOKEN_ID}], found {low if low < 0 else high}: the "
-                "input_ids column does not hold token ids of a vocabulary"
-            )
-    return values.astype(np.int32, copy=False)
+def _checked_max_id(values: np.ndarray, limit: int) -> int:
+    """The largest token id in `values` (-1 if empty), refusing ids outside [0, limit] (the storage type's)."""
+    if not len(values):
+        return -1
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > limit:
+        raise ValueError(
+            f"token ids must lie in [0, {limit}], found {low if low < 0 else high}: the input_ids column does "
+            "not hold token ids of this vocabulary"
+        )
+    return high
 
 
 def _stream_from_lengths(lengths: np.ndarray, max_id: int, separator: int | None, **kwargs) -> TokenStream:
@@ -373,7 +376,7 @@ class _StreamWindower:
         self.reset()
 
     def reset(self) -> None:
-        self.buffer = np.zeros(0, dtype=np.int32)  # tokens from `offset` on
+        self.buffer = np.zeros(0, dtype=self.dtype)  # tokens from `offset` on
         self.offset = 0  # stream position of buffer[0]
         self.next_start = 0  # stream position of the next window start
         self.started = False
@@ -385,28 +388,29 @@ class _StreamWindower:
         for ids in batch["input_ids"]:
             if not len(ids):
                 continue
-            ids = np.asarray(ids, dtype=np.int32)
+            ids = np.asarray(ids)
+            _checked_max_id(ids, np.iinfo(self.dtype).max)
+            ids = ids.astype(self.dtype, copy=False)
             if self.within_documents:
                 self.buffer, self.offset, self.next_start = ids, 0, 0
                 windows.append(self._emit())
                 continue
             if self.started and self.separator is not None:
-                ids = np.concatenate((np.array([self.separator], dtype=np.int32), ids))
+                ids = np.concatenate((np.array([self.separator], dtype=self.dtype), ids))
             self.started = True
             self.buffer = np.concatenate((self.buffer, ids))
             windows.append(self._emit())
             # drop tokens no future window needs (the next start may lie beyond the buffer when stride > L)
             keep_from = min(self.next_start - self.offset, len(self.buffer))
             self.buffer, self.offset = self.buffer[keep_from:], self.offset + keep_from
-        stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=np.int32)
-        stacked = stacked.astype(self.dtype, copy=False)
+        stacked = np.concatenate(windows) if windows else np.zeros((0, self.max_length + 1), dtype=self.dtype)
         return {"input_ids": stacked[:, :-1], "labels": stacked[:, :-1], "shift_labels": stacked[:, 1:]}
 
     def _emit(self) -> np.ndarray:
         end = self.offset + len(self.buffer)  # a window at s needs token s + max_length, i.e. s + L < end
         last = end - self.max_length - 1
         if last < self.next_start:
-            return np.zeros((0, self.max_length + 1), dtype=np.int32)
+            return np.zeros((0, self.max_length + 1), dtype=self.dtype)
         starts = np.arange(self.next_start, last + 1, self.stride) - self.offset
         self.next_start = int(starts[-1]) + self.offset + self.stride
         return self.buffer[starts[:, None] + np.arange(self.max_length + 1)]

@@ -348,6 +348,17 @@ def test_gpt2_windows_are_uint16_in_every_split(gpt2_tokenizer):
     assert {str(part.features["input_ids"].feature.dtype) for part in splits.values()} == {"uint16"}
 
 
+def test_streamed_ids_must_fit_the_column_type(gpt2_tokenizer):
+    docs = [[1, 2, 70_000, 3, 4]]
+    # Without a tokenizer the largest id is unknown in advance: int32 columns, the ids kept exactly.
+    streamed = window(Dataset.from_dict({"input_ids": docs}).to_iterable_dataset(), max_length=2, stride=1)
+    assert streamed.features["input_ids"].feature.dtype == "int32"
+    assert as_pairs(streamed) == reference_windows(docs, 2, 1)
+    # With GPT-2's tokenizer the columns are uint16, so an id beyond its vocabulary is an error, not a wrap.
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 65535\], found 70000"):
+        list(window(Dataset.from_dict({"input_ids": docs}).to_iterable_dataset(), gpt2_tokenizer, 2, 1))
+
+
 @pytest.mark.parametrize("bad", [2**31, -1])
 def test_token_ids_outside_int32_are_refused(bad):
     huge = Dataset.from_dict({"input_ids": [[1, 2, 3, bad]]})
