@@ -5,7 +5,7 @@ Run: python examples/attention_walkthrough.py     (see docs/attention.md for the
 
 import torch
 
-from hfgpt import textbook_attention as ta
+from hfgpt.textbook import attention as ta
 
 TOKENS = ["Your", "journey", "starts", "with", "one", "step"]
 INPUTS = torch.tensor(

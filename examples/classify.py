@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import DataCollatorWithPadding
 
 from hfgpt import HFGPTConfig
-from hfgpt.finetuning import PaddingCollator, finetune_classifier
+from hfgpt.training.finetuning import finetune_classifier
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +62,7 @@ def main() -> None:
 
     messages = ["Congratulations! You have won a free cruise, call now", "Shall we meet at the cafe at noon?"]
     tok, model = result.tokenizer, result.model.eval()
-    batch = PaddingCollator(model.config.pad_token_id)(
+    batch = DataCollatorWithPadding(tok)(
         [{"input_ids": tok(text, add_special_tokens=False)["input_ids"]} for text in messages]
     )
     with torch.no_grad():

@@ -15,8 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-from hfgpt.finetuning import continue_pretraining
-from hfgpt.training import generate_text
+from hfgpt.generation import generate_text
+from hfgpt.training.finetuning import continue_pretraining
 
 HERE = Path(__file__).resolve().parent
 

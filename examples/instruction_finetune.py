@@ -28,8 +28,9 @@ import argparse
 import time
 from pathlib import Path
 
-from hfgpt.finetuning import finetune_instructions, format_alpaca, load_instructions
-from hfgpt.training import generate_text
+from hfgpt.data.finetuning import format_alpaca, load_instructions
+from hfgpt.generation import generate_text
+from hfgpt.training.finetuning import finetune_instructions
 
 HERE = Path(__file__).resolve().parent
 

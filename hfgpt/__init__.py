@@ -1,38 +1,56 @@
 """hfgpt: the build-a-GPT-from-scratch pipeline as Hugging Face components.
 
-Importing hfgpt registers its config, models and tokenizers with transformers' Auto classes.
+    text -> tokens (hfgpt.tokenization) -> windows (hfgpt.data) -> model (modeling_hfgpt, position_encoding)
+         -> training / generation (hfgpt.training, hfgpt.generation)
+
+Importing hfgpt is cheap: the public names below load their modules on first use, and hfgpt's config,
+models and tokenizers are registered with transformers' Auto classes as soon as transformers loads them
+(see `hfgpt.registration`).
 """
 
 __version__ = "0.1.0"
 
-from hfgpt.configuration_hfgpt import PRESETS, HFGPTConfig  # noqa: E402
-from hfgpt.hookspecs import hookimpl  # noqa: E402  (plugins import this before anything heavy)
-from hfgpt.modeling_hfgpt import (  # noqa: E402
-    HFGPTForCausalLM,
-    HFGPTForSequenceClassification,
-    HFGPTModel,
-    HFGPTPreTrainedModel,
+from hfgpt import registration as _registration
+from hfgpt._lazy import lazy_exports
+from hfgpt.errors import HFGPTError
+from hfgpt.hookspecs import hookimpl  # plugins import this before anything heavy
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PRESETS": "hfgpt.configuration_hfgpt",
+        "HFGPTConfig": "hfgpt.configuration_hfgpt",
+        "HFGPTForCausalLM": "hfgpt.modeling_hfgpt",
+        "HFGPTForSequenceClassification": "hfgpt.modeling_hfgpt",
+        "HFGPTModel": "hfgpt.modeling_hfgpt",
+        "HFGPTPreTrainedModel": "hfgpt.modeling_hfgpt",
+        "PositionEncoding": "hfgpt.position_encoding",
+        "BPETokenizer": "hfgpt.tokenization.bpe",
+        "GPT2BPETokenizer": "hfgpt.tokenization.bpe",
+        "RegexTokenizer": "hfgpt.tokenization.regex",
+        "window": "hfgpt.data.windows",
+        "create_dataloader": "hfgpt.data.loader",
+        "generate_text": "hfgpt.generation",
+    },
 )
 
-# --- model (issue 5) ---
-from hfgpt.position_encoding import PositionEncoding  # noqa: E402
-
-# --- tokenizers (issue 3) ---
-from hfgpt.tokenization_hfgpt import RegexTokenizer  # noqa: E402
-from hfgpt.tokenization_hfgpt_bpe import GPT2BPETokenizer  # noqa: E402
-
-# --- data (issue 4) ---
+_registration.install()
 
 __all__ = [
+    "BPETokenizer",
+    "GPT2BPETokenizer",
+    "HFGPTConfig",
+    "HFGPTError",
     "HFGPTForCausalLM",
     "HFGPTForSequenceClassification",
     "HFGPTModel",
     "HFGPTPreTrainedModel",
-    "PositionEncoding",
-    "GPT2BPETokenizer",
-    "HFGPTConfig",
-    "RegexTokenizer",
     "PRESETS",
+    "PositionEncoding",
+    "RegexTokenizer",
     "__version__",
+    "create_dataloader",
+    "generate_text",
     "hookimpl",
+    "window",
 ]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
+
+from hfgpt.errors import ConfigError
 
 # GPT-2's vocabulary and context, shared by the four GPT-2 sizes.
 _GPT2 = dict(vocab_size=50257, context_length=1024, bos_token_id=50256, eos_token_id=50256)
@@ -80,18 +83,33 @@ class HFGPTConfig(PreTrainedConfig):
         self.check()
 
     def check(self) -> None:
-        """Raise a clear error for hyper-parameters no model can be built from."""
+        """Raise a clear error for hyper-parameters no model can be built from (types, ranges, finiteness)."""
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"HFGPTConfig.{name} must be a positive integer, got {value!r}")
+            if not _is_int(value) or value <= 0:
+                raise ConfigError(f"HFGPTConfig.{name} must be a positive integer, got {value!r}")
         if self.emb_dim % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
                 f"emb_dim / n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))}."
             )
-        if not 0.0 <= float(self.drop_rate) < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        if not _is_real(self.drop_rate) or not 0.0 <= self.drop_rate < 1.0:
+            raise ConfigError(f"HFGPTConfig.drop_rate must be a number in [0, 1), got {self.drop_rate!r}")
+        for name in ("layer_norm_epsilon", "initializer_range"):
+            value = getattr(self, name)
+            if not _is_real(value) or not value > 0:
+                raise ConfigError(f"HFGPTConfig.{name} must be a positive finite number, got {value!r}")
+        if not isinstance(self.qkv_bias, bool):
+            raise ConfigError(f"HFGPTConfig.qkv_bias must be true or false, got {self.qkv_bias!r}")
+        if not isinstance(self.position_encoding, str):
+            raise ConfigError(
+                f"HFGPTConfig.position_encoding must be a strategy name (a string), got {self.position_encoding!r}"
+            )
+        if not isinstance(self.position_encoding_kwargs, dict):
+            raise ConfigError(
+                "HFGPTConfig.position_encoding_kwargs must be a dict of strategy options, got "
+                f"{self.position_encoding_kwargs!r}"
+            )
         # Raises UnknownStrategyError listing the installed strategies.
         from hfgpt.plugins import get_position_encoding
 
@@ -105,10 +123,17 @@ class HFGPTConfig(PreTrainedConfig):
     def from_preset(cls, name: str, **overrides: Any) -> HFGPTConfig:
         """A config for a named size (`gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `small-cpu`, `tiny`)."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
 
-AutoConfig.register(HFGPTConfig.model_type, HFGPTConfig)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A finite int or float (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 __all__ = ["HFGPTConfig", "PRESETS"]

@@ -11,6 +11,7 @@ import os
 import torch
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
+from hfgpt.errors import ConfigError, ModelLoadError
 
 # hfgpt name -> (GPT-2 name, transpose?) for each block
 BLOCK_WEIGHTS = {
@@ -31,7 +32,7 @@ BLOCK_WEIGHTS = {
 
 def config_from_gpt2(gpt2_config, **overrides) -> HFGPTConfig:
     if gpt2_config.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(
+        raise ConfigError(
             f"GPT-2 checkpoint uses activation {gpt2_config.activation_function!r}; hfgpt implements GPT-2's tanh GELU only"
         )
     return HFGPTConfig(
@@ -92,7 +93,7 @@ def gpt2_to_hfgpt(model_or_path, **config_overrides):
             {k: v.detach().clone() for k, v in state.items()}, strict=False
         )
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
-        raise ValueError(
+        raise ModelLoadError(
             f"GPT-2 conversion left weights unmatched: missing {missing}, unexpected {unexpected}"
         )
     return model.to(gpt2.dtype)

@@ -15,13 +15,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from transformers import (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    GenerationMixin,
-    PreTrainedModel,
-)
+from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
@@ -34,6 +28,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
+from hfgpt.errors import ModelInputError, ModelLoadError
 from hfgpt.plugins import get_position_encoding
 from hfgpt.position_encoding import PositionEncoding
 
@@ -180,7 +175,7 @@ class HFGPTPreTrainedModel(PreTrainedModel):
         except RuntimeError as exc:
             if "ignore_mismatched_sizes" not in str(exc):
                 raise
-            raise ValueError(
+            raise ModelLoadError(
                 f"the checkpoint in {pretrained_model_name_or_path} does not fit this model: weight shapes differ "
                 "(the load report above lists each one). Load it with its own config (no emb_dim/n_heads/... "
                 "overrides), or pass ignore_mismatched_sizes=True to re-initialise the mismatched weights."
@@ -231,10 +226,10 @@ class HFGPTModel(HFGPTPreTrainedModel):
 
     def _check_input_ids(self, input_ids: torch.LongTensor) -> None:
         if input_ids.numel() == 0:
-            raise ValueError("input_ids is empty: pass at least one token (encode a non-empty prompt)")
+            raise ModelInputError("input_ids is empty: pass at least one token (encode a non-empty prompt)")
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(
+            raise ModelInputError(
                 f"token id {high if high >= self.config.vocab_size else low} is outside the model's vocabulary "
                 f"(vocab_size={self.config.vocab_size}). Use the tokenizer the model was trained with, or build the "
                 "model with vocab_size=len(tokenizer)."
@@ -255,12 +250,12 @@ class HFGPTModel(HFGPTPreTrainedModel):
         cache = kwargs.pop("cache", None)  # the name transformers >= 5.24 uses
         past_key_values = past_key_values if past_key_values is not None else cache
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise ModelInputError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             self._check_input_ids(input_ids)
             inputs_embeds = self.wte(input_ids)
         elif inputs_embeds.shape[1] == 0:
-            raise ValueError("inputs_embeds is empty: pass at least one position")
+            raise ModelInputError("inputs_embeds is empty: pass at least one position")
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         output_attentions = (
             output_attentions if output_attentions is not None else self.config.output_attentions
@@ -275,7 +270,7 @@ class HFGPTModel(HFGPTPreTrainedModel):
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
         limit = self.position_encoding.max_positions
         if limit is not None and past_len + seq_len > limit:
-            raise ValueError(
+            raise ModelInputError(
                 f"the sequence is {past_len + seq_len} tokens long, but position_encoding="
                 f"{self.config.position_encoding!r} knows only {limit} positions (context_length). Truncate the "
                 "input to the last context_length tokens, or train a model with a strategy that extrapolates "
@@ -372,8 +367,6 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         if labels is not None or shift_labels is not None:
             # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
             # kwargs carries Trainer's num_items_in_batch, which keeps gradient accumulation exact.
-            # Targets read raw from hfgpt.data's windows are int32 or uint16; cross-entropy wants int64.
-            labels, shift_labels = (t.long() if t is not None else None for t in (labels, shift_labels))
             loss = self.loss_function(
                 logits=logits,
                 labels=labels if labels is not None else shift_labels,
@@ -453,10 +446,6 @@ class HFGPTForSequenceClassification(HFGPTPreTrainedModel):
             attentions=outputs.attentions,
         )
 
-
-AutoModel.register(HFGPTConfig, HFGPTModel)
-AutoModelForCausalLM.register(HFGPTConfig, HFGPTForCausalLM)
-AutoModelForSequenceClassification.register(HFGPTConfig, HFGPTForSequenceClassification)
 
 __all__ = [
     "HFGPTAttention",

@@ -3,6 +3,9 @@
 Strategies are looked up by the name they were registered under. Those names are written into saved
 configs, so a name registered twice is an error naming both plugins rather than a silent override.
 Set ``HFGPT_DISABLE_PLUGIN_AUTOLOAD=1`` to skip third-party entry points (built-ins still load).
+
+A plugin may register an object or a ``"module:attribute"`` string naming it; strings are imported on first
+use, so listing plugins (``hfgpt plugins``) does not import torch for the built-ins.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pluggy
 
 from hfgpt import hookspecs
+from hfgpt.errors import DuplicateStrategyError, PluginError, UnknownStrategyError
 
 ENTRY_POINT_GROUP = "hfgpt"
 DEFAULT_PLUGINS = (
@@ -33,26 +37,28 @@ pm = pluggy.PluginManager("hfgpt")
 pm.add_hookspecs(hookspecs)
 
 
-class PluginError(Exception):
-    """Base class for plugin problems."""
-
-
-class UnknownStrategyError(PluginError, ValueError):
-    """A strategy name that no installed plugin registered."""
-
-
-class DuplicateStrategyError(PluginError):
-    """Two plugins registered the same strategy name."""
-
-
 @dataclass
 class Registration:
-    """One registered strategy: the object a plugin handed to ``register`` and who handed it."""
+    """One registered strategy: what a plugin handed to ``register`` and which plugin handed it."""
 
     kind: str
     name: str
-    obj: Any
+    target: Any  # the object, or a "module:attribute" string naming it
     plugin: str
+
+    def load(self) -> Any:
+        """The registered object, importing it first when it was registered by name."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            self.target = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"plugin {self.plugin!r} registered {self.kind.replace('_', '-')} strategy {self.name!r} as "
+                f"{self.target!r}, which cannot be imported ({exc}); reinstall the plugin"
+            ) from None
+        return self.target
 
 
 @dataclass
@@ -87,6 +93,12 @@ def _warn_failed(failed: FailedPlugin) -> None:
     )
 
 
+def _fail(name: str, dist: str | None, version: str | None, error: str) -> None:
+    failed = FailedPlugin(name, dist, version, error)
+    _state.failed[name] = failed
+    _warn_failed(failed)
+
+
 def _load_entry_points() -> None:
     seen: set[str] = set()
     for dist in importlib.metadata.distributions():
@@ -100,18 +112,14 @@ def _load_entry_points() -> None:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party plugin must not break hfgpt
-                failed = FailedPlugin(ep.name, dist_name, version, f"{type(exc).__name__}: {exc}")
-                _state.failed[ep.name] = failed
-                _warn_failed(failed)
+                _fail(ep.name, dist_name, version, f"{type(exc).__name__}: {exc}")
                 continue
             pm.register(plugin, name=ep.name)
             try:
                 pm.check_pending()  # a misspelled hook name must not be silently ignored
             except pluggy.PluginValidationError as exc:
                 pm.unregister(plugin, name=ep.name)
-                failed = FailedPlugin(ep.name, dist_name, version, f"PluginValidationError: {exc}")
-                _state.failed[ep.name] = failed
-                _warn_failed(failed)
+                _fail(ep.name, dist_name, version, f"PluginValidationError: {exc}")
                 continue
             _state.distributions[ep.name] = (dist_name, version)
 
@@ -154,9 +162,7 @@ def _collect(kind: str) -> dict[str, Registration]:
             raise
         except Exception as exc:
             dist, version = _state.distributions.get(impl.plugin_name, (None, None))
-            failed = FailedPlugin(impl.plugin_name, dist, version, f"{type(exc).__name__}: {exc}")
-            _state.failed[impl.plugin_name] = failed
-            _warn_failed(failed)
+            _fail(impl.plugin_name, dist, version, f"{type(exc).__name__}: {exc}")
             # drop what the failing hook registered before it raised
             for stale in [n for n, r in registry.items() if r.plugin == impl.plugin_name]:
                 del registry[stale]
@@ -178,8 +184,8 @@ def strategies(kind: str) -> dict[str, Registration]:
     return _state.registry[kind]
 
 
-def get_strategy(kind: str, name: str) -> Any:
-    """The object registered as ``name``; an unknown name lists what is installed."""
+def get_registration(kind: str, name: str) -> Registration:
+    """The registration of ``name``; an unknown name lists what is installed."""
     registered = strategies(kind)
     if name not in registered:
         installed = ", ".join(sorted(registered)) or "none"
@@ -188,7 +194,12 @@ def get_strategy(kind: str, name: str) -> Any:
             f"A plugin may provide it: install the distribution that registers {name!r} "
             "(`hfgpt plugins` lists what is installed)."
         )
-    return registered[name].obj
+    return registered[name]
+
+
+def get_strategy(kind: str, name: str) -> Any:
+    """The object registered as ``name``; an unknown name lists what is installed."""
+    return get_registration(kind, name).load()
 
 
 def get_position_encoding(name: str) -> Any:
@@ -196,8 +207,8 @@ def get_position_encoding(name: str) -> Any:
     return get_strategy("position_encoding", name)
 
 
-def get_tokenizer_strategy(name: str) -> Any:
-    """The tokenizer factory registered as ``name``."""
+def get_tokenizer_class(name: str) -> Any:
+    """The tokenizer class registered as tokenizer strategy ``name``."""
     return get_strategy("tokenizer", name)
 
 
@@ -256,10 +267,12 @@ __all__ = [
     "DuplicateStrategyError",
     "ENTRY_POINT_GROUP",
     "PluginError",
+    "Registration",
     "UnknownStrategyError",
     "get_position_encoding",
+    "get_registration",
     "get_strategy",
-    "get_tokenizer_strategy",
+    "get_tokenizer_class",
     "list_plugins",
     "load_plugins",
     "pm",

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
+from hfgpt.errors import ConfigError
+
 
 class PositionEncoding(nn.Module):
     """Base class of positional-encoding strategies; built once per model as ``cls(config)``.
@@ -122,7 +124,7 @@ class RotaryPositionEncoding(PositionEncoding):
     def __init__(self, config):
         super().__init__(config)
         if (config.emb_dim // config.n_heads) % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"rope needs an even head dimension, got emb_dim/n_heads = {config.emb_dim // config.n_heads}"
             )
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)

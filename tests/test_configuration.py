@@ -31,7 +31,7 @@ def test_save_and_load_with_autoconfig(tmp_path):
     [
         (dict(emb_dim=50, n_heads=4), r"emb_dim \(50\) must be divisible by n_heads \(4\)"),
         (dict(n_layers=0), "n_layers must be a positive integer"),
-        (dict(drop_rate=1.5), r"drop_rate must be in \[0, 1\)"),
+        (dict(drop_rate=1.5), r"drop_rate must be a number in \[0, 1\)"),
         (
             dict(position_encoding="xpos"),
             "unknown position-encoding strategy 'xpos'.*Installed: .*learned.*rope.*plugin",

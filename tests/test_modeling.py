@@ -8,6 +8,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceCl
 
 import hfgpt
 from hfgpt import HFGPTConfig, HFGPTForCausalLM, HFGPTForSequenceClassification, HFGPTModel
+from hfgpt.data.sources import default_corpus_path
 
 STRATEGIES = ["learned", "sinusoidal", "rope", "none"]
 
@@ -164,7 +165,7 @@ def test_sequence_classification_pools_the_last_non_pad_token():
 
 
 def test_pipeline_text_generation_with_both_tokenizers(tmp_path):
-    text = open("examples/data/the-verdict.txt").read()[:2000]
+    text = default_corpus_path().read_text()[:2000]
     for tokenizer in (hfgpt.RegexTokenizer.from_corpus(text), hfgpt.GPT2BPETokenizer()):
         model = make(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
         model.save_pretrained(tmp_path / type(tokenizer).__name__)

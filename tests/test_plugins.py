@@ -41,8 +41,10 @@ GOOD_PLUGIN = """
     class Identity(torch.nn.Module):
         pass
 
-    def build_tokenizer(corpus=None, **options):
-        raise NotImplementedError
+    class TestTokenizer:
+        @classmethod
+        def from_corpus(cls, corpus=None):
+            raise NotImplementedError
 
     @hookimpl
     def register_position_encodings(register):
@@ -50,7 +52,7 @@ GOOD_PLUGIN = """
 
     @hookimpl
     def register_tokenizers(register):
-        register("test-tok", build_tokenizer)
+        register("test-tok", TestTokenizer)
 """
 
 
@@ -69,7 +71,7 @@ def test_entry_point_discovery(fresh_plugins, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     cls = plugins.get_position_encoding("test-identity")
     assert cls.__module__ == "hfgpt_testplug"
-    assert plugins.get_tokenizer_strategy("test-tok").__name__ == "build_tokenizer"
+    assert plugins.get_tokenizer_class("test-tok").__name__ == "TestTokenizer"
     (entry,) = [e for e in plugins.list_plugins() if e["name"] == "hfgpt_testplug"]
     assert entry["distribution"] == "hfgpt-testplug"
     assert entry["version"] == "1.2.3"
@@ -223,3 +225,14 @@ def test_no_warning_when_all_plugins_load(fresh_plugins):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plugins.list_plugins()
+
+
+def test_cli_reports_a_conflicting_plugin_pair_in_one_line(tmp_path):
+    make_distribution(tmp_path, "hfgpt-one", "hfgpt_one", GOOD_PLUGIN)
+    make_distribution(tmp_path, "hfgpt-two", "hfgpt_two", GOOD_PLUGIN)
+    result = run_cli("plugins", pythonpath=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "'test-identity' is registered by both plugin" in line
+    assert "'hfgpt_one'" in line and "'hfgpt_two'" in line
+    assert "uninstall one of the two plugins" in line and "Traceback" not in result.stderr

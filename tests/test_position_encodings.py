@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hfgpt import HFGPTConfig, HFGPTForCausalLM, PositionEncoding
+from hfgpt.data.sources import default_corpus_path
 from hfgpt.plugins import get_position_encoding
 
 
@@ -128,6 +129,6 @@ def verdict_windows():
     from hfgpt import RegexTokenizer
     from hfgpt.data import window
 
-    text = open("examples/data/the-verdict.txt").read()  # a word-level vocabulary of 1,132 keeps this fast
+    text = default_corpus_path().read_text()  # a word-level vocabulary of 1,132 keeps this fast
     data = window(text, RegexTokenizer.from_corpus(text), max_length=64, stride=64).with_format("torch")
     return data["input_ids"][:16], data["shift_labels"][:16]

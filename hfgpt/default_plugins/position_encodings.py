@@ -1,13 +1,11 @@
 """Built-in positional-encoding strategies: learned, sinusoidal, rope and none."""
 
-from hfgpt import hookimpl
+from hfgpt.hookspecs import hookimpl
 
 
 @hookimpl
 def register_position_encodings(register):
-    from hfgpt import position_encoding as pe
-
-    register("learned", pe.LearnedPositionEncoding)
-    register("sinusoidal", pe.SinusoidalPositionEncoding)
-    register("rope", pe.RotaryPositionEncoding)
-    register("none", pe.NoPositionEncoding)
+    register("learned", "hfgpt.position_encoding:LearnedPositionEncoding")
+    register("sinusoidal", "hfgpt.position_encoding:SinusoidalPositionEncoding")
+    register("rope", "hfgpt.position_encoding:RotaryPositionEncoding")
+    register("none", "hfgpt.position_encoding:NoPositionEncoding")

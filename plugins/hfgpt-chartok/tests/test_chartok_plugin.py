@@ -4,13 +4,13 @@ import importlib.metadata
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from hfgpt_chartok import CharTokenizer
 
-from hfgpt.plugins import get_tokenizer_strategy, list_plugins
+from hfgpt.data.sources import default_corpus_path
+from hfgpt.plugins import get_tokenizer_class, list_plugins
 
-VERDICT = Path(__file__).resolve().parents[3] / "examples" / "data" / "the-verdict.txt"
+VERDICT = default_corpus_path()
 
 
 def test_discovered_through_the_installed_entry_point():
@@ -33,7 +33,7 @@ def test_cli_counts_one_token_per_character(tmp_path):
 
 def test_round_trip_specials_and_save_load(tmp_path):
     text = VERDICT.read_text()
-    tok = get_tokenizer_strategy("chars")([text])
+    tok = get_tokenizer_class("chars").from_corpus([text])
     sample = text[:300]
     ids = tok.encode(sample)
     assert ids == [sorted(set(text)).index(c) for c in sample]  # by hand: sorted characters

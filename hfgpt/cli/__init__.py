@@ -1,0 +1,80 @@
+"""The ``hfgpt`` command line. Each sub-command lives in ``hfgpt.cli.<name>``.
+
+A command module defines ``HELP`` (one line for ``hfgpt --help``), ``DESCRIPTION``, ``add_arguments(parser)``
+and ``run(args) -> int``. Heavy imports (torch, transformers) stay inside ``run``, so ``hfgpt --help`` and
+``hfgpt <command> --help`` answer without importing them.
+
+Exit status: 0 on success, 2 for a problem the user can fix (an `HFGPTError` or an `OSError`, printed as
+one line that names the problem and the fix, no traceback), 1 for an internal error (a bug: traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hfgpt import __version__
+from hfgpt.errors import HFGPTError
+
+COMMANDS = ("train", "generate", "tokenize", "plugins")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; an option's default appended to its help, unless it has none (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default not in (None, argparse.SUPPRESS)
+            and not isinstance(default, bool)
+        ):
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hfgpt",
+        description="Build, train and run GPT models with Hugging Face components.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hfgpt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        command = importlib.import_module(f"hfgpt.cli.{name}")
+        sub = subparsers.add_parser(
+            name, help=command.HELP, description=command.DESCRIPTION, formatter_class=HelpFormatter
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(func=command.run)
+    return parser
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user error: the message, or for an OSError the file and what went wrong with it."""
+    if isinstance(exc, OSError) and not isinstance(exc, HFGPTError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (HFGPTError, OSError) as exc:
+        print(f"hfgpt {args.command}: error: {describe(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from hfgpt.cli import main
+
+sys.exit(main())

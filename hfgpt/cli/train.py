@@ -1,0 +1,37 @@
+"""``hfgpt train``: pretrain a GPT on a corpus (default: the bundled "The Verdict")."""
+
+from __future__ import annotations
+
+import argparse
+
+from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
+from hfgpt.training.arguments import TrainArguments
+
+HELP = "pretrain a GPT on a text corpus (default: the bundled short story)"
+DESCRIPTION = """\
+Pretrain a GPT with transformers' Trainer. With no corpus it trains a small model on the bundled story
+'The Verdict' (Edith Wharton, 20,479 characters) in a few minutes on a laptop CPU, holding out the last
+10% for validation, and memorises it (training loss < 1). The output directory loads with
+AutoModelForCausalLM/AutoTokenizer and holds loss_curve.png and training_log.json.
+
+Several processes or GPUs go through accelerate:
+  accelerate launch --multi_gpu --num_processes 2 -m hfgpt.cli train ...
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, TrainArguments)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hfgpt.training.pretraining import train
+
+    result = train(dataclass_from_namespace(TrainArguments, args))
+    if result.sample is not None:  # main process only
+        losses = [f"{name} loss {value:.3f}" for name, value in (
+            ("final training", result.final_train_loss), ("validation", result.final_eval_loss)
+        ) if value is not None]  # fmt: skip
+        print(f"\n{', '.join(losses)}")
+        print(f"saved to {result.output_dir} (loss curve: {result.output_dir / 'loss_curve.png'})")
+        print(f"\nsample: {result.sample}")
+    return 0

@@ -1,1 +1,0 @@
-"""Sub-commands of the ``hfgpt`` CLI; see ``hfgpt.cli``."""

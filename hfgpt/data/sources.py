@@ -1,0 +1,225 @@
+"""Corpus sources: files, folders, globs, saved datasets and in-memory texts -> a `datasets` object.
+
+This is the one place where paths become text. Everything downstream (tokenization, windowing, training)
+receives a `datasets.Dataset` (or `IterableDataset`) with a text column and never looks at a string to
+guess whether it is a path: a string given to `window()` is always text, a `pathlib.Path` is always a path,
+and `load_corpus()` takes paths only.
+
+Text files become one document each (datasets' "text" builder, `sample_by="document"`), written to the
+Arrow cache on disk and memory-mapped, so a corpus larger than RAM costs disk, not memory. JSON/JSONL,
+Parquet and CSV files are read with their datasets builders and must have the text column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hfgpt.errors import DataError
+
+# file suffix -> datasets builder; anything else is read as plain text
+BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
+
+
+def default_corpus_path() -> Path:
+    """The bundled default corpus, Edith Wharton's "The Verdict" (public domain, 20,479 characters)."""
+    path = Path(str(resources.files("hfgpt") / "resources" / "the-verdict.txt"))
+    if not path.is_file():
+        raise FileNotFoundError(f"the bundled corpus {path} is missing: reinstall hfgpt")
+    return path
+
+
+# --- files ------------------------------------------------------------------------------------------------
+def expand_paths(patterns: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files named by paths, globs or folders (folders are searched recursively for *.txt)."""
+    files: list[Path] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        if os.path.isdir(pattern):
+            found = sorted(Path(pattern).rglob("*.txt"))
+        elif glob.has_magic(pattern) and not os.path.exists(pattern):
+            found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        else:
+            found = [Path(pattern)]
+        if not found:
+            what = "no *.txt file in the folder" if os.path.isdir(pattern) else "no files match"
+            raise FileNotFoundError(f"{what} {pattern[:200]!r}: check the path or the glob pattern")
+        files.extend(found)
+    return files
+
+
+def _read_bytes(path: Path, limit: int = -1) -> bytes:
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError as exc:
+        raise DataError(f"cannot read corpus file {path}: {exc.strerror}; check its permissions") from None
+
+
+def _decode(path: Path, data: bytes, final: bool) -> str:
+    if b"\x00" in data[:8192]:
+        raise DataError(
+            f"corpus file {path} looks binary (it contains NUL bytes): pass plain UTF-8 text files"
+        )
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"corpus file {path} is not UTF-8 text (bad byte at offset {exc.start}): convert it, e.g. "
+            f"`iconv -t utf-8 {path}`, or leave it out"
+        ) from None
+
+
+def check_text_file(path: str | os.PathLike) -> None:
+    """Raise a clear error unless the file exists, is readable and starts like UTF-8 text (reads 64 KiB)."""
+    path = Path(path)
+    _decode(path, _read_bytes(path, 65536), final=False)
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A UTF-8 text file's contents; a missing, unreadable or binary file is a clear error."""
+    path = Path(path)
+    return _decode(path, _read_bytes(path), final=True)
+
+
+# --- datasets ---------------------------------------------------------------------------------------------
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether `path` is a directory written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+    return os.path.isdir(path) and any((Path(path) / m).exists() for m in SAVED_DATASET_MARKERS)
+
+
+def check_text_column(dataset, text_column: str, where: str = "the dataset"):
+    """Return `dataset` if it has `text_column`, else a clear error listing its columns."""
+    columns = dataset.column_names or []
+    if text_column not in columns:
+        raise DataError(
+            f"{where} has no {text_column!r} column (columns: {', '.join(columns) or 'none'}): pass "
+            "text_column=<the column holding the text> (--text-column on the command line)"
+        )
+    return dataset
+
+
+def _first_split(dataset):
+    from datasets import DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        return dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    return dataset
+
+
+def load_corpus(
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    text_column: str = "text",
+    cache_dir: str | None = None,
+):
+    """Load a corpus from disk as a `datasets.Dataset` with a `text_column`, one row per document.
+
+    Args:
+        paths: text files (one document each), folders (their `*.txt`, recursively), glob patterns,
+            JSON/JSONL/Parquet/CSV files with a text column, or one `save_to_disk` directory (its `train`
+            split, or its first one). `None` or empty: the bundled "The Verdict".
+        text_column (`str`, defaults to `"text"`): the column holding the text in structured files and
+            saved datasets; plain text files get this column name.
+        cache_dir (`str`, *optional*): where `datasets` writes its Arrow cache.
+    """
+    from datasets import concatenate_datasets, load_dataset, load_from_disk
+
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or [])
+    if not all(isinstance(p, (str, os.PathLike)) for p in items):
+        bad = next(p for p in items if not isinstance(p, (str, os.PathLike)))
+        raise DataError(f"corpus paths must be strings or paths, got {type(bad).__name__} ({bad!r:.60})")
+    if not items:
+        items = [default_corpus_path()]
+    if len(items) == 1 and is_saved_dataset(items[0]):
+        dataset = _first_split(load_from_disk(str(items[0])))
+        return check_text_column(dataset, text_column, f"the dataset in {items[0]}")
+
+    by_builder: dict[str, list[str]] = {}
+    for path in expand_paths(items):
+        builder = BUILDERS.get(path.suffix.lower(), "text")
+        if builder == "text":
+            check_text_file(path)
+        by_builder.setdefault(builder, []).append(str(path))
+    parts = []
+    for builder, files in by_builder.items():
+        options = {"sample_by": "document"} if builder == "text" else {}
+        part = load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir, **options)
+        if builder == "text" and text_column != "text":
+            part = part.rename_column("text", text_column)
+        parts.append(check_text_column(part, text_column, f"{builder} file(s) {files[0]}..."))
+    if len(parts) == 1:
+        return parts[0]
+    return concatenate_datasets([part.select_columns([text_column]) for part in parts])
+
+
+def as_dataset(source: Any, text_column: str = "text"):
+    """What `window()` accepts, as a `datasets` object with a `text_column` (or `input_ids`).
+
+    A `str` is one text and a list of `str` is several: strings are never read as paths. A `pathlib.Path`
+    (or a list of them) goes through `load_corpus`. `Dataset`, `IterableDataset` and `DatasetDict` pass through.
+    """
+    from datasets import Dataset, DatasetDict, IterableDataset
+
+    if isinstance(source, (Dataset, IterableDataset, DatasetDict)):
+        return source
+    if isinstance(source, os.PathLike):
+        return load_corpus(source, text_column=text_column)
+    items = [source] if isinstance(source, str) else source
+    if isinstance(items, (list, tuple)) and items:
+        if all(isinstance(s, str) for s in items):
+            return Dataset.from_dict({text_column: list(items)})
+        if all(isinstance(s, os.PathLike) for s in items):
+            return load_corpus(items, text_column=text_column)
+    raise DataError(
+        f"cannot window {type(source).__name__} {source!r:.80}: pass a text, a list of texts, a pathlib.Path "
+        "(or a list of them) for files, or a datasets Dataset/IterableDataset/DatasetDict with a text or "
+        "input_ids column"
+    )
+
+
+def iter_texts(dataset, text_column: str = "text", batch_size: int = 1000) -> Iterable[str]:
+    """The texts of a dataset, batch by batch: only one batch is in memory at a time."""
+    for batch in dataset.select_columns([text_column]).iter(batch_size=batch_size):
+        yield from batch[text_column]
+
+
+def split_corpus(dataset, val_fraction: float, seed: int, text_column: str = "text"):
+    """Hold out text for validation: whole documents (seeded) when there are several, else the tail of the one.
+
+    Returns `(train, validation)` datasets.
+    """
+    from datasets import Dataset
+
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if len(dataset) == 0:
+        raise DataError("the corpus is empty: pass files that contain text")
+    if len(dataset) > 1:
+        split = dataset.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
+        return split["train"], split["test"]
+    text = dataset[0][text_column]
+    cut = int(len(text) * (1 - val_fraction))
+    return Dataset.from_dict({text_column: [text[:cut]]}), Dataset.from_dict({text_column: [text[cut:]]})
+
+
+__all__ = [
+    "as_dataset",
+    "check_text_column",
+    "check_text_file",
+    "default_corpus_path",
+    "expand_paths",
+    "is_saved_dataset",
+    "iter_texts",
+    "load_corpus",
+    "read_text_file",
+    "split_corpus",
+]

@@ -1,0 +1,280 @@
+"""Shared machinery of hfgpt's tokenizers.
+
+* `FastEncodeMixin` encodes whole strings in one call of a fast engine before transformers sees the ids.
+* `VocabularyTokenizer` is a tokenizer whose vocabulary is every distinct piece of a corpus (words for
+  `RegexTokenizer`, characters for the `chars` plugin), with `vocab.json` reading/writing, special tokens,
+  unknown pieces and strict mode; a subclass only says how text splits into pieces and how pieces join.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from transformers import PreTrainedTokenizer
+
+from hfgpt.errors import TokenizerError, TokenizerInputError
+
+ENDOFTEXT, UNK = "<|endoftext|>", "<|unk|>"
+
+
+class FastEncodeMixin:
+    """Encode whole strings in one engine call, then hand the ids to transformers.
+
+    transformers' Python tokenizers split special tokens with a trie and look up every token in Python,
+    which costs far more than the tokenization itself. A subclass implements `_encode_text` (one string
+    to ids, honouring added/special tokens unless `split_special_tokens`); this mixin feeds the ids to
+    `PreTrainedTokenizer._encode_plus`, so truncation, padding, pairs and tensors behave as usual.
+    """
+
+    def _encode_text(self, text: str, split_special_tokens: bool) -> list[int]:
+        raise NotImplementedError
+
+    def _encode_texts(self, texts: Sequence[str], split_special_tokens: bool) -> list[list[int]]:
+        return [self._encode_text(text, split_special_tokens) for text in texts]
+
+    def _texts_to_ids(self, value: Any, split_special_tokens: bool) -> Any:
+        if value is None:
+            return None
+        # Text with no tokens (e.g. only whitespace for RegexTokenizer) becomes "": transformers rejects an
+        # empty id list but encodes "" fine.
+        if isinstance(value, str):
+            return (self._encode_text(value, split_special_tokens) if value else None) or ""
+        if isinstance(value, (list, tuple)):
+            if value and set(map(type, value)) == {int}:  # the user's ids (not bools, not a mix with text)
+                return value
+            if value and all(isinstance(item, str) for item in value):
+                encoded = self._encode_texts(value, split_special_tokens)
+                return [ids or "" for ids in encoded]
+            if value and all(isinstance(item, (list, tuple)) for item in value):
+                return value  # pairs, pre-tokenized input or batches of ids: transformers checks them
+            bad = next((item for item in value if not isinstance(item, str)), value)
+            raise TokenizerInputError(
+                f"{type(self).__name__} expects a str, a list of str or a list of int ids, got a list holding "
+                f"{type(bad).__name__} ({bad!r:.60}). Convert every item with str(...), or pass only ids."
+            )
+        raise TokenizerInputError(
+            f"{type(self).__name__} expects text as a str or a list of str, got {type(value).__name__} "
+            f"({value!r:.60}). Convert it with str(...) or pass token ids as a list of int."
+        )
+
+    _handing_back = False  # True while transformers hands back, one sequence at a time, ids made here
+
+    def _encode_plus(self, text, text_pair=None, is_split_into_words: bool = False, **kwargs):
+        if self._handing_back:  # ids this tokenizer just made: checking them again costs as much as encoding
+            return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
+        if not is_split_into_words:
+            split = kwargs.get("split_special_tokens", self.split_special_tokens)
+            text = self._texts_to_ids(text, split)
+            text_pair = self._texts_to_ids(text_pair, split)
+        self._handing_back = True
+        try:
+            return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
+        finally:
+            self._handing_back = False
+
+    def _decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
+        ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
+        size = len(self)
+        bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < size]
+        if bad:
+            raise TokenizerError(
+                f"cannot decode token id(s) {bad[:5]}{'...' if len(bad) > 5 else ''}: this tokenizer has {size} ids "
+                f"(0..{size - 1}). Were these ids produced by a different tokenizer or a model with a larger vocab_size?"
+            )
+        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)
+
+
+class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
+    r"""A tokenizer whose vocabulary is the distinct pieces of a corpus, plus special tokens.
+
+    Subclasses set `split(text)` (text to pieces, e.g. words or characters) and `convert_tokens_to_string`.
+
+    Args:
+        vocab_file (`str`, *optional*): a `vocab.json` (token -> id) written by `save_pretrained`.
+        vocab (`dict[str, int]`, *optional*): the vocabulary itself, instead of `vocab_file`.
+        unk_token (`str`, defaults to `"<|unk|>"`): replaces pieces missing from the vocabulary.
+        eos_token (`str`, defaults to `"<|endoftext|>"`): separates documents; appended to each encoding
+            only when `add_eos=True`.
+        bos_token (`str`, *optional*): prepended to each encoding when `add_bos=True`.
+        pad_token (`str`, *optional*): needed for `tok(batch, padding=True)`.
+        add_bos / add_eos (`bool`, defaults to `False`): add BOS/EOS with `add_special_tokens=True`.
+        strict (`bool`, defaults to `False`): raise on pieces missing from the vocabulary instead of mapping
+            them to `unk_token`.
+    """
+
+    vocab_files_names: ClassVar[dict[str, str]] = {"vocab_file": "vocab.json"}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
+    piece_name: ClassVar[str] = "piece"  # what `split` yields, for messages ("word", "character")
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        vocab: dict[str, int] | None = None,
+        unk_token: str = UNK,
+        eos_token: str = ENDOFTEXT,
+        bos_token: str | None = None,
+        pad_token: str | None = None,
+        add_bos: bool = False,
+        add_eos: bool = False,
+        strict: bool = False,
+        **kwargs,
+    ):
+        if vocab is None:
+            if vocab_file is None:
+                raise TokenizerError(
+                    f"{type(self).__name__} needs a vocabulary: build one with {type(self).__name__}.from_corpus"
+                    f"(texts), or load a saved one with {type(self).__name__}.from_pretrained(directory)."
+                )
+            vocab = read_vocab(vocab_file)
+        self.vocab = dict(vocab)
+        self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
+        self.strict = strict
+        self.add_bos, self.add_eos = add_bos, add_eos
+        pattern = {
+            (False, False): "none",
+            (True, False): "bos",
+            (False, True): "eos",
+            (True, True): "bos_eos",
+        }
+        kwargs["special_tokens_pattern"] = pattern[(add_bos, add_eos)]
+        kwargs.setdefault("clean_up_tokenization_spaces", False)
+        super().__init__(
+            unk_token=unk_token,
+            eos_token=eos_token,
+            bos_token=bos_token,
+            pad_token=pad_token,
+            add_bos=add_bos,
+            add_eos=add_eos,
+            strict=strict,
+            **kwargs,
+        )
+        self._special_split: tuple[tuple[str, ...], re.Pattern] | None = None
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        """The pieces of `text` that become tokens."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_corpus(
+        cls,
+        corpus: str | Iterable[str],
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+        strict: bool = False,
+    ):
+        """Build the vocabulary from a corpus: `sorted(set(pieces))`, then `<|endoftext|>`, `<|unk|>`, then the
+        optional BOS/EOS/PAD tokens in that order. A BOS or EOS given here is also added by `add_special_tokens`."""
+        if corpus is None:
+            raise TokenizerError(
+                f"{cls.__name__} learns its vocabulary from a corpus: pass one (e.g. training texts)"
+            )
+        texts = [corpus] if isinstance(corpus, str) else corpus
+        pieces: set[str] = set()
+        for text in texts:
+            if not isinstance(text, str):
+                raise TokenizerInputError(
+                    f"{cls.__name__}.from_corpus expects str texts, got {type(text).__name__} ({text!r:.40}): "
+                    "decode bytes first, e.g. data.decode('utf-8')"
+                )
+            pieces.update(cls.split(text))
+        if not pieces:
+            raise TokenizerError(f"the corpus is empty: {cls.__name__}.from_corpus needs some text")
+        specials = [ENDOFTEXT, UNK] + [t for t in (bos_token, eos_token, pad_token) if t is not None]
+        tokens = sorted(pieces - set(specials)) + list(dict.fromkeys(specials))
+        return cls(
+            vocab={token: i for i, token in enumerate(tokens)},
+            bos_token=bos_token,
+            eos_token=eos_token or ENDOFTEXT,
+            pad_token=pad_token,
+            add_bos=bos_token is not None,
+            add_eos=eos_token is not None,
+            strict=strict,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self.vocab, **self.added_tokens_encoder}
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return self.split(text)
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.vocab.get(token, self.unk_token_id)
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self.ids_to_tokens.get(index, self.unk_token)
+
+    def _encode_text(self, text: str, split_special_tokens: bool) -> list[int]:
+        vocab = self.get_vocab() if self.added_tokens_encoder else self.vocab
+        if split_special_tokens or not self.added_tokens_encoder:
+            pieces = self.split(text)
+        else:  # special tokens are single tokens, whatever `split` would make of them
+            pieces = []
+            for i, part in enumerate(self._special_pattern().split(text)):
+                pieces.extend([part] if i % 2 else self.split(part))
+        unk = self.unk_token_id
+        ids = [vocab.get(piece, unk) for piece in pieces]
+        if self.strict and unk in ids:
+            missing = sorted({p for p, i in zip(pieces, ids) if i == unk and p != self.unk_token})
+            if missing:
+                raise TokenizerError(
+                    f"{len(missing)} {self.piece_name}(s) not in the vocabulary: "
+                    f"{', '.join(map(repr, missing[:10]))}{' ...' if len(missing) > 10 else ''}. Rebuild the "
+                    "vocabulary from a corpus that contains them, or use strict=False to map them to <|unk|>."
+                )
+        return ids
+
+    def _special_pattern(self) -> re.Pattern:
+        specials = tuple(sorted(self.added_tokens_encoder, key=len, reverse=True))
+        if self._special_split is None or self._special_split[0] != specials:
+            self._special_split = (specials, re.compile("(" + "|".join(map(re.escape, specials)) + ")"))
+        return self._special_split[1]
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        path = os.path.join(save_directory, (f"{filename_prefix}-" if filename_prefix else "") + "vocab.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.vocab, f, ensure_ascii=False, indent=0)
+        return (path,)
+
+
+def read_vocab(path: str) -> dict[str, int]:
+    """A `vocab.json` mapping tokens to the ids 0..n-1; a missing or damaged file is a clear error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            vocab = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"vocabulary file {path} does not exist: save the tokenizer again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TokenizerError(
+            f"vocabulary file {path} is corrupt ({exc}); rebuild it with from_corpus"
+        ) from None
+    if not isinstance(vocab, dict) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
+    ):
+        raise TokenizerError(
+            f"vocabulary file {path} must map tokens to integer ids; rebuild it with from_corpus"
+        )
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise TokenizerError(
+            f"vocabulary file {path} has duplicate or missing ids; rebuild it with from_corpus"
+        )
+    return vocab
+
+
+__all__ = [
+    "ENDOFTEXT",
+    "UNK",
+    "FastEncodeMixin",
+    "VocabularyTokenizer",
+    "read_vocab",
+]

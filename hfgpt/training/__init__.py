@@ -1,0 +1,25 @@
+"""Training: pretraining (`hfgpt train`) and fine-tuning recipes on transformers' Trainer.
+
+* `arguments`: `TrainArguments`, every `hfgpt train` option defined once; `trainer_arguments()`.
+* `pretraining`: `train()`, corpus to published model.
+* `finetuning`: continued pretraining, classification and instruction tuning.
+* `outputs`: output-directory safety (staging, publishing, resuming).
+* `plots`: the loss curve.
+"""
+
+from hfgpt._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "TrainArguments": "hfgpt.training.arguments",
+        "trainer_arguments": "hfgpt.training.arguments",
+        "TrainResult": "hfgpt.training.pretraining",
+        "train": "hfgpt.training.pretraining",
+        "FinetuneResult": "hfgpt.training.finetuning",
+        "continue_pretraining": "hfgpt.training.finetuning",
+        "finetune_classifier": "hfgpt.training.finetuning",
+        "finetune_instructions": "hfgpt.training.finetuning",
+        "plot_loss_curve": "hfgpt.training.plots",
+    },
+)

@@ -1,0 +1,322 @@
+"""Fine-tuning a (pre)trained hfgpt model with transformers' Trainer.
+
+Three recipes, each a function that loads, trains, evaluates and (optionally) saves:
+
+* `continue_pretraining` - more next-token training of a saved `HFGPTForCausalLM` on another corpus.
+* `finetune_classifier` - `HFGPTForSequenceClassification` on a CSV with `text` and `label` columns; the
+  head reads the hidden state of the last real token, so batches are padded per batch.
+* `finetune_instructions` - Alpaca-style instruction tuning, scored only on the response and EOS.
+
+They share pretraining's machinery: `trainer_arguments` (device rule, `label_names`), the output-directory
+safety of `hfgpt.training.outputs` (a saved model is replaced only by a finished one) and transformers'
+collators. The datasets they train on are built by `hfgpt.data.finetuning`.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfgpt.data.finetuning import (
+    IGNORE_INDEX,
+    build_classification_dataset,
+    build_instruction_dataset,
+    load_instructions,
+    read_labelled_csv,
+    split_indices,
+)
+from hfgpt.training.arguments import trainer_arguments
+from hfgpt.training.outputs import check_output_dir, publish, staging_dir
+
+
+@dataclass
+class FinetuneResult:
+    """What a recipe returns: the trained model and tokenizer, losses and metrics, where it was saved."""
+
+    model: Any
+    tokenizer: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    output_dir: Path | None = None
+
+
+def accuracy(eval_prediction) -> dict[str, float]:
+    """`compute_metrics` for Trainer: share of rows whose highest logit is the true label."""
+    import numpy as np
+
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+
+
+@contextmanager
+def _workspace(output_dir: str | Path | None, overwrite: bool) -> Iterator[Path]:
+    """Where Trainer works: `<output_dir>.partial` (published by `_save`), or a temporary directory that
+    is removed on exit when the result is kept in memory only."""
+    if output_dir is None:
+        with tempfile.TemporaryDirectory(prefix="hfgpt-finetune-") as scratch:
+            yield Path(scratch)
+        return
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite)
+    staging = staging_dir(output_dir)
+    if staging.exists():  # left by an interrupted run
+        shutil.rmtree(staging)
+    yield staging
+
+
+def _save(trainer, tokenizer, staging: Path, output_dir: str | Path | None) -> Path | None:
+    if output_dir is None:
+        return None
+    trainer.save_model(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    publish(staging, Path(output_dir))
+    return Path(output_dir)
+
+
+def _recipe_arguments(workspace: Path, label: str, epochs, batch_size, learning_rate, seed, **extra):
+    return trainer_arguments(
+        str(workspace),
+        label_names=[label],
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        logging_steps=5,
+        **extra,
+    )
+
+
+def _load_causal_lm(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    from hfgpt.modeling_hfgpt import HFGPTForCausalLM
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} holds no saved model (config.json missing): train one first, e.g. `hfgpt train "
+            f"--output-dir {model_dir}`"
+        )
+    return HFGPTForCausalLM.from_pretrained(str(model_dir)), AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def _with_pad_token(tokenizer):
+    """Batches are padded: a tokenizer without a pad token pads with its EOS token (GPT-2's convention)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _losses(trainer) -> list[dict]:
+    return [
+        {k: v for k, v in rec.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
+        for rec in trainer.state.log_history
+        if "loss" in rec or "eval_loss" in rec
+    ]
+
+
+def continue_pretraining(
+    model_dir: str | Path,
+    corpus: Any,
+    output_dir: str | Path | None = None,
+    *,
+    epochs: float = 3.0,
+    batch_size: int = 4,
+    learning_rate: float = 5e-4,
+    max_length: int | None = None,
+    seed: int = 123,
+    overwrite: bool = False,
+) -> FinetuneResult:
+    """Train a saved `HFGPTForCausalLM` further on `corpus` with its own tokenizer.
+
+    Args:
+        model_dir: a directory written by `hfgpt train` (or any `save_pretrained` of HFGPTForCausalLM + tokenizer).
+        corpus: anything `hfgpt.data.window` takes: a text, a list of texts, a `pathlib.Path`, a dataset.
+        output_dir: where to save the result (`None`: keep it in memory only).
+        max_length: window length; default the model's context length.
+
+    Returns `FinetuneResult` with `metrics["loss_before"]` and `metrics["loss_after"]`: the mean loss of the
+    model on all windows of `corpus` before and after the extra training.
+    """
+    from transformers import Trainer, default_data_collator, set_seed
+
+    from hfgpt.data.windows import window
+
+    with _workspace(output_dir, overwrite) as workspace:
+        set_seed(seed)
+        model, tokenizer = _load_causal_lm(model_dir)
+        max_length = max_length or model.config.context_length
+        windows = window(corpus, tokenizer, max_length=max_length, stride=max_length)
+        trainer = Trainer(
+            model=model,
+            args=_recipe_arguments(workspace, "shift_labels", epochs, batch_size, learning_rate, seed),
+            train_dataset=windows,
+            eval_dataset=windows,
+            processing_class=tokenizer,
+            data_collator=default_data_collator,
+        )
+        before = trainer.evaluate()["eval_loss"]
+        trainer.train()
+        after = trainer.evaluate()["eval_loss"]
+        saved = _save(trainer, tokenizer, workspace, output_dir)
+    return FinetuneResult(
+        model, tokenizer, {"loss_before": before, "loss_after": after}, _losses(trainer), saved
+    )
+
+
+def finetune_classifier(
+    model_dir_or_config: Any,
+    csv_path: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    tokenizer: Any = None,
+    epochs: float = 5.0,
+    batch_size: int = 8,
+    learning_rate: float = 1e-3,
+    eval_fraction: float = 0.2,
+    seed: int = 123,
+    overwrite: bool = False,
+) -> FinetuneResult:
+    """Fine-tune `HFGPTForSequenceClassification` on a CSV of `text,label` rows and report accuracy.
+
+    Args:
+        model_dir_or_config: a saved model directory (its transformer weights and tokenizer are reused; the
+            classification head starts fresh) or an `HFGPTConfig` for a model trained from scratch.
+        csv_path: CSV with a header; `text` and `label` columns, labels are any strings (sorted into ids).
+        tokenizer: with a config only: a tokenizer object or a strategy name (default `"regex"`, built on the
+            training texts). `config.vocab_size` is set to its size.
+        eval_fraction: share of rows held out (shuffled with `seed`) to measure accuracy on.
+
+    Returns `FinetuneResult` whose metrics hold `eval_accuracy`, `train_accuracy` and `majority_rate` (the
+    accuracy of always answering the most frequent label of the training split, the bar to beat).
+    """
+    from collections import Counter
+
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
+
+    from hfgpt.configuration_hfgpt import HFGPTConfig
+    from hfgpt.modeling_hfgpt import HFGPTForSequenceClassification
+    from hfgpt.tokenization.strategies import build_tokenizer
+
+    with _workspace(output_dir, overwrite) as workspace:
+        texts, names = read_labelled_csv(csv_path)
+        label_names = sorted(set(names))
+        label2id = {name: i for i, name in enumerate(label_names)}
+        label_ids = [label2id[name] for name in names]
+        train_idx, eval_idx = split_indices(len(texts), eval_fraction, seed)
+        set_seed(seed)
+
+        head = dict(num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id=label2id)
+        if isinstance(model_dir_or_config, HFGPTConfig):
+            if tokenizer is None or isinstance(tokenizer, str):
+                tokenizer = build_tokenizer(tokenizer or "regex", [texts[i] for i in train_idx])
+            tokenizer = _with_pad_token(tokenizer)
+            config = copy.deepcopy(model_dir_or_config)
+            config.update({**head, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
+            model = HFGPTForSequenceClassification(config)
+        else:
+            model_dir = Path(model_dir_or_config)
+            if not (model_dir / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{model_dir} holds no saved model: pass a model directory or an HFGPTConfig"
+                )
+            tokenizer = _with_pad_token(AutoTokenizer.from_pretrained(str(model_dir)))
+            model = HFGPTForSequenceClassification.from_pretrained(
+                str(model_dir), pad_token_id=tokenizer.pad_token_id, **head
+            )
+
+        max_length = model.config.context_length
+        pick = lambda idx: ([texts[i] for i in idx], [label_ids[i] for i in idx])  # noqa: E731
+        train_set = build_classification_dataset(*pick(train_idx), tokenizer, max_length)
+        eval_set = build_classification_dataset(*pick(eval_idx), tokenizer, max_length)
+        trainer = Trainer(
+            model=model,
+            args=_recipe_arguments(
+                workspace, "labels", epochs, batch_size, learning_rate, seed, eval_strategy="epoch"
+            ),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=accuracy,
+        )
+        trainer.train()
+        metrics = {
+            "eval_accuracy": trainer.evaluate()["eval_accuracy"],
+            "train_accuracy": trainer.evaluate(train_set, metric_key_prefix="train")["train_accuracy"],
+            "majority_rate": Counter(train_set["labels"]).most_common(1)[0][1] / len(train_set),
+            "eval_majority_rate": Counter(eval_set["labels"]).most_common(1)[0][1] / len(eval_set),
+        }
+        saved = _save(trainer, tokenizer, workspace, output_dir)
+    return FinetuneResult(model, tokenizer, metrics, _losses(trainer), saved)
+
+
+def finetune_instructions(
+    model_dir: str | Path,
+    json_path: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    epochs: float = 5.0,
+    batch_size: int = 4,
+    learning_rate: float = 5e-4,
+    eval_fraction: float = 0.1,
+    seed: int = 123,
+    overwrite: bool = False,
+) -> FinetuneResult:
+    """Instruction-tune a saved `HFGPTForCausalLM` on an Alpaca-style JSON file; loss on responses only.
+
+    Args:
+        model_dir: a saved causal LM with its tokenizer (e.g. from `hfgpt train`).
+        json_path: a JSON list of `{"instruction", "input", "output"}` objects (see `load_instructions`).
+        eval_fraction: share of entries held out (shuffled with `seed`); `metrics["eval_loss"]` is measured on
+            them, and `metrics["held_out"]` lists their indices in the file so callers can try them.
+
+    Returns `FinetuneResult` with `eval_loss_before`, `eval_loss` and `train_loss` in `metrics`.
+    """
+    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+
+    with _workspace(output_dir, overwrite) as workspace:
+        set_seed(seed)
+        entries = load_instructions(json_path)
+        model, tokenizer = _load_causal_lm(model_dir)
+        tokenizer = _with_pad_token(tokenizer)
+        train_idx, eval_idx = split_indices(len(entries), eval_fraction, seed)
+        max_length = model.config.context_length
+        train_set = build_instruction_dataset([entries[i] for i in train_idx], tokenizer, max_length)
+        eval_set = build_instruction_dataset([entries[i] for i in eval_idx], tokenizer, max_length)
+        trainer = Trainer(
+            model=model,
+            args=_recipe_arguments(
+                workspace, "labels", epochs, batch_size, learning_rate, seed, eval_strategy="epoch"
+            ),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
+        )
+        before = trainer.evaluate()["eval_loss"]
+        output = trainer.train()
+        metrics = {
+            "eval_loss_before": before,
+            "eval_loss": trainer.evaluate()["eval_loss"],
+            "train_loss": output.training_loss,
+            "held_out": eval_idx,
+        }
+        saved = _save(trainer, tokenizer, workspace, output_dir)
+    return FinetuneResult(model, tokenizer, metrics, _losses(trainer), saved)
+
+
+__all__ = [
+    "FinetuneResult",
+    "accuracy",
+    "continue_pretraining",
+    "finetune_classifier",
+    "finetune_instructions",
+]

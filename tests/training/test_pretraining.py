@@ -1,0 +1,185 @@
+"""`hfgpt train`: end to end, reproducibility, resume, output-dir safety and errors (tiny models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from hfgpt.cli import main
+from hfgpt.data.sources import default_corpus_path
+from hfgpt.training import TrainArguments, train
+
+TINY = dict(
+    preset="tiny",
+    tokenizer="regex",
+    max_length=32,
+    epochs=2.0,
+    batch_size=2,
+    eval_every=4,
+    show_progress=False,
+    max_new_tokens=5,
+)
+
+
+def tiny_args(output_dir: Path, **fields) -> TrainArguments:
+    return TrainArguments(output_dir=str(output_dir), **{**TINY, **fields})
+
+
+def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(output_dir / "model.safetensors"))
+
+
+def test_train_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--output-dir",
+            str(out),
+            "--preset",
+            "tiny",
+            "--tokenizer",
+            "regex",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--eval-every",
+            "4",
+            "--no-progress",
+            "--max-new-tokens",
+            "5",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "sample: Every effort moves you" in printed and "final training loss" in printed
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "HFGPTForCausalLM" and type(tokenizer).__name__ == "RegexTokenizer"
+    assert model.config.vocab_size == len(tokenizer)
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = json.loads((out / "training_log.json").read_text())["history"]
+    assert any("loss" in r for r in history) and any("eval_loss" in r for r in history)
+    tokens = [r["tokens_seen"] for r in history]
+    assert tokens == sorted(tokens) and tokens[-1] > 0
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_same_seed_same_losses(tmp_path):
+    first = train(tiny_args(tmp_path / "a", seed=7))
+    second = train(tiny_args(tmp_path / "b", seed=7))
+    other = train(tiny_args(tmp_path / "c", seed=8))
+    losses = lambda result: [r.get("loss", r.get("eval_loss")) for r in result.history]  # noqa: E731
+    assert losses(first) == losses(second)
+    assert losses(first) != losses(other)
+    assert all(torch.equal(v, weights(tmp_path / "b")[k]) for k, v in weights(tmp_path / "a").items())
+
+
+class Interrupt(TrainerCallback):
+    """Simulates a crash (Ctrl-C, OOM kill) once training reaches `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    full = tiny_args(tmp_path / "full", epochs=3.0, save_every=4)
+    train(full)
+    partial = tiny_args(tmp_path / "resumed", epochs=3.0, save_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(partial, callbacks=[Interrupt(step=6)])  # checkpoint-4 exists, steps 5-6 are lost
+    assert not (tmp_path / "resumed").exists()
+    assert (tmp_path / "resumed.partial" / "checkpoints" / "checkpoint-4").exists()
+    partial.resume = True
+    train(partial)
+    resumed, reference = weights(tmp_path / "resumed"), weights(tmp_path / "full")
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_existing_model_is_refused_without_overwrite_and_survives_a_crash(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_args(out, seed=1))
+    before = weights(out)
+    with pytest.raises(FileExistsError, match="already holds a trained model; pass --overwrite"):
+        train(tiny_args(out, seed=2))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_args(out, seed=2, overwrite=True), callbacks=[Interrupt(step=3)])
+    after = weights(out)  # the crash left the finished model untouched
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    train(tiny_args(out, seed=2, overwrite=True))
+    assert not all(torch.equal(before[k], weights(out)[k]) for k in before)
+
+
+def test_cli_refuses_existing_output_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_args(out, epochs=1.0))
+    code = main(
+        ["train", "--output-dir", str(out), "--preset", "tiny", "--tokenizer", "regex", "--no-progress"]
+    )
+    assert code == 2
+    assert "already holds a trained model; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("corpus_text", "fields", "message"),
+    [
+        ("   \n\n ", {}, "the corpus is empty"),
+        (
+            "Only a few words here.",
+            {},
+            r"too short for one window: it has \d+ tokens.*needs max_length \+ 1 = 33",
+        ),
+        ("Some text " * 200, {"position_encoding": "spiral"}, "unknown position-encoding strategy 'spiral'"),
+        ("Some text " * 200, {"tokenizer": "sentencepiece"}, "unknown tokenizer strategy 'sentencepiece'"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, corpus_text, fields, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus_text)
+    with pytest.raises(ValueError, match=message):
+        train(tiny_args(tmp_path / "out", corpus=[str(corpus)], **fields))
+
+
+def test_saved_dataset_directory_as_corpus(tmp_path):
+    from datasets import Dataset
+
+    text = default_corpus_path().read_text()
+    Dataset.from_dict({"text": [text[:10000], text[10000:]]}).save_to_disk(str(tmp_path / "ds"))
+    result = train(tiny_args(tmp_path / "out", corpus=[str(tmp_path / "ds")], epochs=1.0))
+    assert result.final_eval_loss is not None and (tmp_path / "out" / "config.json").exists()
+
+
+def test_a_corpus_folder_of_texts_that_look_like_paths_trains(tmp_path):
+    # Each file's content is read as text, never reinterpreted as a path, URL or glob.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    story = default_corpus_path().read_text()
+    chapters = [story[i : i + 2000] for i in range(0, len(story), 2000)]
+    for i, content in enumerate(
+        ["https://example.com/some/page.html", "data/x.txt", "*.py", "[abc]", *chapters]
+    ):
+        (corpus / f"{i:02}.txt").write_text(content)
+    result = train(tiny_args(tmp_path / "out", corpus=[str(corpus)], epochs=1.0, val_fraction=0.25))
+    assert (tmp_path / "out" / "model.safetensors").exists() and result.final_eval_loss is not None
+
+
+def test_options_a_tokenizer_does_not_take_are_refused_before_any_work(tmp_path, capsys):
+    code = main(["train", "--tokenizer", "regex", "--vocab-size", "100", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "hfgpt train: error: the 'regex' tokenizer does not take vocab_size; it takes: bos_token, eos_token, "
+        "pad_token, strict"
+    )
+    assert not list(tmp_path.iterdir())
