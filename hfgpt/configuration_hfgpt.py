@@ -48,6 +48,8 @@ class HFGPTConfig(PreTrainedConfig):
         layer_norm_epsilon (`float`, defaults to 1e-5): LayerNorm epsilon.
         initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.
         tie_word_embeddings (`bool`, defaults to `True`): share the token embedding with the LM head (as GPT-2).
+        tokenizer_class (`str`, *optional*): the class of the tokenizer the model was trained with; `AutoTokenizer`
+            uses it when a directory's tokenizer_config.json is missing, so it fails instead of loading another.
     """
 
     model_type: ClassVar[str] = "hfgpt"
@@ -75,6 +77,7 @@ class HFGPTConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     tie_word_embeddings: bool = True
+    tokenizer_class: str | None = None
 
     def __post_init__(self, **kwargs):
         if self.position_encoding_kwargs is None:

@@ -49,6 +49,7 @@ def config_from_gpt2(gpt2_config, **overrides) -> HFGPTConfig:
         tie_word_embeddings=gpt2_config.tie_word_embeddings,
         bos_token_id=gpt2_config.bos_token_id,
         eos_token_id=gpt2_config.eos_token_id,
+        tokenizer_class="GPT2BPETokenizer",
         **overrides,
     )
 

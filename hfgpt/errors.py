@@ -32,7 +32,13 @@ class TokenizerInputError(HFGPTError, TypeError):
 
 
 class ModelLoadError(HFGPTError, ValueError):
-    """A model directory that is damaged or does not match its config."""
+    """A model directory that is damaged: files missing, unreadable or not what they should be."""
+
+
+class WeightsMismatchError(ModelLoadError, RuntimeError):
+    """Weights that do not fit the model a config describes (missing, unexpected or of another shape).
+
+    Also a `RuntimeError`, the error transformers raises for weights of another shape."""
 
 
 class ModelInputError(HFGPTError, ValueError):
@@ -71,5 +77,6 @@ __all__ = [
     "ResumeError",
     "TokenizerError",
     "TokenizerInputError",
+    "WeightsMismatchError",
     "UnknownStrategyError",
 ]

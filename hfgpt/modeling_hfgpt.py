@@ -28,7 +28,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
-from hfgpt.errors import ModelInputError, ModelLoadError
+from hfgpt.errors import ModelInputError, WeightsMismatchError
 from hfgpt.plugins import get_position_encoding
 from hfgpt.position_encoding import PositionEncoding
 
@@ -170,16 +170,29 @@ class HFGPTPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`, made strict: every weight the config expects must be in the
+        checkpoint with its shape, and the checkpoint must hold no other weight (transformers would
+        initialise the missing ones randomly and only log it). `ignore_mismatched_sizes=True` accepts
+        other shapes, as in transformers; a head that differs from the saved architecture's (a classifier
+        built on a causal LM) may be new."""
+        from transformers.utils import logging as hf_logging
+
+        return_info = kwargs.pop("output_loading_info", False)
+        ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report: the check below says what matters, in one line
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except RuntimeError as exc:
-            if "ignore_mismatched_sizes" not in str(exc):
-                raise
-            raise ModelLoadError(
-                f"the checkpoint in {pretrained_model_name_or_path} does not fit this model: weight shapes differ "
-                "(the load report above lists each one). Load it with its own config (no emb_dim/n_heads/... "
-                "overrides), or pass ignore_mismatched_sizes=True to re-initialise the mismatched weights."
-            ) from exc
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path,
+                *args,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+                **kwargs,
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        check_loaded_weights(model, info, pretrained_model_name_or_path, ignore_mismatched)
+        return (model, info) if return_info else model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -199,6 +212,42 @@ class HFGPTPreTrainedModel(PreTrainedModel):
         if isinstance(module, (HFGPTAttention, HFGPTMLP)):
             proj = module.out_proj if isinstance(module, HFGPTAttention) else module.proj
             init.normal_(proj.weight, mean=0.0, std=std / (2 * self.config.n_layers) ** 0.5)
+
+
+def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore_mismatched: bool) -> None:
+    """Raise `WeightsMismatchError` naming the tensors when a checkpoint does not fit the model built from
+    its config; see `HFGPTPreTrainedModel.from_pretrained`."""
+    saved = model.config.architectures or []
+    new_head = saved and type(model).__name__ not in saved  # e.g. a classifier loaded from a causal LM
+    body = f"{model.base_model_prefix}."
+
+    def counts(key: str) -> bool:  # a new head's own weights may be missing, the old head's unexpected
+        return not new_head or key.startswith(body) or model.base_model is model
+
+    missing = sorted(k for k in info["missing_keys"] if counts(k))
+    unexpected = sorted(k for k in info["unexpected_keys"] if counts(k))
+    mismatched = [] if ignore_mismatched else sorted(info["mismatched_keys"])
+    if not (missing or unexpected or mismatched):
+        return
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) the config expects are missing ({some(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weight(s) the config has no place for ({some(unexpected)})")
+    if mismatched:
+        shapes = ", ".join(
+            f"{k}: {tuple(a)} in the checkpoint, {tuple(b)} in the model" for k, a, b in mismatched[:3]
+        )
+        problems.append(f"{len(mismatched)} weight(s) of another shape ({shapes})")
+    raise WeightsMismatchError(
+        f"the weights in {source} do not fit the model its config describes: {'; '.join(problems)}. The "
+        "checkpoint is damaged or config.json was edited: restore both from the run that wrote them "
+        "(or pass ignore_mismatched_sizes=True to re-initialise weights of another shape)."
+    )
 
 
 class HFGPTModel(HFGPTPreTrainedModel):

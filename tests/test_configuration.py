@@ -62,3 +62,26 @@ def test_gpt2_presets_match_gpt2_parameter_counts(preset, millions):
     count = sum(p.numel() for p in ours.parameters())  # tied head counted once
     assert count == sum(p.numel() for p in reference.parameters())
     assert round(count / 1e6) == millions
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(drop_rate="0.1"), "drop_rate must be a number in"),
+        (dict(drop_rate=None), "drop_rate must be a number in"),
+        (dict(drop_rate=float("nan")), "drop_rate must be a number in"),
+        (dict(position_encoding=["rope"]), "position_encoding must be a strategy name"),
+        (dict(position_encoding_kwargs="x"), "position_encoding_kwargs must be a dict"),
+        (dict(layer_norm_epsilon=-1), "layer_norm_epsilon must be a positive finite number"),
+        (dict(layer_norm_epsilon=float("nan")), "layer_norm_epsilon must be a positive finite number"),
+        (dict(initializer_range=-1), "initializer_range must be a positive finite number"),
+        (dict(qkv_bias="no"), "qkv_bias must be true or false"),
+        (dict(n_heads=True), "n_heads must be a positive integer"),
+        (dict(vocab_size=2.0), "vocab_size must be a positive integer"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_at_construction(fields, message):
+    from hfgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        HFGPTConfig.from_preset("tiny", **fields)

@@ -132,12 +132,6 @@ def test_bad_inputs_are_clear_errors():
         model(torch.zeros((1, 0), dtype=torch.long))
 
 
-def test_checkpoint_with_mismatched_shapes_is_an_error(tmp_path):
-    make().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="does not fit this model: weight shapes differ"):
-        HFGPTForCausalLM.from_pretrained(tmp_path, emb_dim=64, n_heads=4)
-
-
 def test_checkpoint_naming_a_missing_strategy_names_it(tmp_path):
     make().save_pretrained(tmp_path)
     config_file = tmp_path / "config.json"
@@ -191,3 +185,58 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model(ids, labels=ids).loss.backward()
     assert len(calls) == 2  # checkpointing is on: the block's body ran again in backward to recompute
     torch.testing.assert_close(model.transformer.wte.weight.grad, plain)
+
+
+def _edit_config(directory, **changes):
+    import json
+
+    path = directory / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"position_encoding": "rope"},
+            r"1 weight\(s\) the config has no place for \(transformer.position_encoding.wpe",
+        ),
+        ({"qkv_bias": True}, r"2 weight\(s\) the config expects are missing \(transformer.h.0.attn.qkv.bias"),
+        ({"n_layers": 3}, r"11 weight\(s\) the config expects are missing \(transformer.h.2"),
+    ],
+)
+def test_a_config_that_no_longer_matches_its_weights_fails_to_load(tmp_path, changes, message):
+    from hfgpt.errors import WeightsMismatchError
+
+    make().save_pretrained(tmp_path)
+    _edit_config(tmp_path, **changes)
+    with pytest.raises(WeightsMismatchError, match=message):
+        AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_a_missing_tensor_fails_to_load_and_a_new_head_may_be_missing(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hfgpt.errors import WeightsMismatchError
+
+    make().save_pretrained(tmp_path)
+    # a classifier built on the saved causal LM: only its own head (score) is new
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert type(classifier) is HFGPTForSequenceClassification
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["transformer.h.1.mlp.fc.bias"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    for loader in (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModel):
+        with pytest.raises(WeightsMismatchError, match=r"missing \(\S*h.1.mlp.fc.bias\)"):
+            loader.from_pretrained(tmp_path)
+
+
+def test_weights_of_another_shape_load_only_when_asked(tmp_path):
+    from hfgpt.errors import WeightsMismatchError
+
+    make().save_pretrained(tmp_path)
+    with pytest.raises(WeightsMismatchError, match="of another shape") as error:
+        HFGPTForCausalLM.from_pretrained(tmp_path, emb_dim=64, n_heads=4)
+    assert isinstance(error.value, RuntimeError)  # what transformers raises for other shapes
+    model = HFGPTForCausalLM.from_pretrained(tmp_path, emb_dim=64, n_heads=4, ignore_mismatched_sizes=True)
+    assert model.config.emb_dim == 64

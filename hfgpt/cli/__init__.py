@@ -20,6 +20,13 @@ from hfgpt.errors import HFGPTError
 COMMANDS = ("train", "generate", "tokenize", "plugins")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line like every other user error (usage stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written; an option's default appended to its help, unless it has none (None, a flag)."""
 
@@ -36,7 +43,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgpt",
         description="Build, train and run GPT models with Hugging Face components.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -29,20 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from hfgpt.generation import check_generation_options, generate_text
+    from hfgpt.loading import load_causal_lm
 
     temperature = 0.0 if args.greedy else args.temperature
     check_generation_options(args.max_new_tokens, temperature, args.top_k)
-    if not os.path.isfile(os.path.join(args.model_dir, "config.json")):
-        raise FileNotFoundError(
-            f"{args.model_dir} is not a model directory (no config.json): train one with `hfgpt train`"
-        )
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model, tokenizer = load_causal_lm(args.model_dir)
     print(
         generate_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature, args.top_k, args.seed)
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from hfgpt.errors import OutputDirError
 
 HELP = "tokenize files with a tokenizer strategy and print token counts"
 DESCRIPTION = """\
@@ -24,6 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_save_dir(path: Path) -> None:
+    """--save must name a directory that can be created (or exists as one), checked before any work."""
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputDirError(
+            f"--save {path}: {blocker} is a file, not a directory; choose another --save path"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from hfgpt.data.sources import expand_paths, read_text_file
     from hfgpt.plugins import get_tokenizer_class
@@ -31,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = {"vocab_size": args.vocab_size} if args.vocab_size is not None else {}
     check_strategy_options(args.tokenizer, get_tokenizer_class(args.tokenizer), options)
+    if args.save:
+        check_save_dir(Path(args.save))
     paths = expand_paths(args.files)
     texts = [read_text_file(path) for path in paths]
     tokenizer = build_tokenizer(args.tokenizer, texts, **options)

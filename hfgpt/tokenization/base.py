@@ -125,9 +125,10 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
     ):
         if vocab is None:
             if vocab_file is None:
+                name = type(self).__name__
                 raise TokenizerError(
-                    f"{type(self).__name__} needs a vocabulary: build one with {type(self).__name__}.from_corpus"
-                    f"(texts), or load a saved one with {type(self).__name__}.from_pretrained(directory)."
+                    f"{name} needs a vocabulary: a saved tokenizer directory must hold its vocab.json (save the "
+                    f"tokenizer again), or build one with {name}.from_corpus(texts)"
                 )
             vocab = read_vocab(vocab_file)
         self.vocab = dict(vocab)

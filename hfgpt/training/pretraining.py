@@ -53,6 +53,7 @@ def build_config(args: TrainArguments, vocab_size: int | None = None, tokenizer=
             bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos,
             eos_token_id=eos,
             pad_token_id=tokenizer.pad_token_id,
+            tokenizer_class=type(tokenizer).__name__,
         )
     return HFGPTConfig.from_preset(args.preset, **fields)
 
@@ -87,6 +88,10 @@ def prepare(args: TrainArguments) -> Prepared:
     from hfgpt.generation import check_fits, prompt_ids
     from hfgpt.tokenization.strategies import build_tokenizer
 
+    if not args.show_progress:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
     column = args.text_column
     corpus = load_corpus(args.corpus, text_column=column)
     corpus = corpus.filter(

@@ -285,3 +285,25 @@ def test_corrupt_vocabulary_is_an_error(tmp_path, tok, content, match):
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ValueError, match=match):
         AutoTokenizer.from_pretrained(tmp_path)
+
+
+def test_a_batch_mixing_ids_and_text_is_refused(tok):
+    from hfgpt.errors import TokenizerInputError
+
+    for mixed in ([1, "a"], ["a", 1], [True, False]):
+        with pytest.raises(TokenizerInputError, match="expects"):
+            tok(mixed)
+
+
+def test_a_model_directory_without_tokenizer_files_does_not_load_another_tokenizer(tmp_path, verdict):
+    from hfgpt.errors import TokenizerError
+
+    tok = RegexTokenizer.from_corpus(verdict)
+    hfgpt.HFGPTConfig.from_preset(
+        "tiny", vocab_size=len(tok), tokenizer_class="RegexTokenizer"
+    ).save_pretrained(tmp_path)
+    with pytest.raises(TokenizerError, match="must hold its vocab.json"):
+        AutoTokenizer.from_pretrained(tmp_path)  # GPT-2's BPE used to load here, for a 1,132-id model
+    hfgpt.HFGPTConfig.from_preset("tiny", vocab_size=len(tok)).save_pretrained(tmp_path)  # no tokenizer_class
+    with pytest.raises(TokenizerError):
+        AutoTokenizer.from_pretrained(tmp_path)
