@@ -84,6 +84,22 @@ class HFGPTConfig(PreTrainedConfig):
             self.position_encoding_kwargs = {}
         super().__post_init__(**kwargs)
         self.check()
+        from hfgpt.registration import MODEL_AUTO_MAP
+
+        self.auto_map = dict(MODEL_AUTO_MAP)  # see `save_pretrained`
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save config.json and the code files its `auto_map` names, so transformers loads the directory with
+        `trust_remote_code=True` in a process that never imports hfgpt (see `hfgpt.registration`)."""
+        from hfgpt.registration import write_model_code
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_model_code(str(save_directory))
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoConfig"):
+        """Nothing to do: transformers calls this after loading through `trust_remote_code`, to copy the class's
+        source into directories saved later; hfgpt writes its own `auto_map` and code files instead."""
 
     def check(self) -> None:
         """Raise a clear error for hyper-parameters no model can be built from (types, ranges, finiteness)."""
@@ -113,10 +129,26 @@ class HFGPTConfig(PreTrainedConfig):
                 "HFGPTConfig.position_encoding_kwargs must be a dict of strategy options, got "
                 f"{self.position_encoding_kwargs!r}"
             )
-        # Raises UnknownStrategyError listing the installed strategies.
-        from hfgpt.plugins import get_position_encoding
+        self._check_strategy()
 
-        get_position_encoding(self.position_encoding)
+    def _check_strategy(self) -> None:
+        """The position-encoding strategy must be installed; a plugin's distribution is recorded in the config,
+        so a directory loaded where the plugin is missing names what to install."""
+        from hfgpt.errors import UnknownStrategyError
+        from hfgpt.plugins import get_position_encoding, get_registration
+
+        try:
+            get_position_encoding(self.position_encoding)
+        except UnknownStrategyError as exc:
+            needed = getattr(self, "position_encoding_distribution", None)
+            if needed:
+                raise UnknownStrategyError(
+                    f"{exc} This model needs the distribution {needed!r}: pip install {needed}"
+                ) from None
+            raise
+        distribution = get_registration("position_encoding", self.position_encoding).distribution
+        if distribution is not None:
+            self.position_encoding_distribution = distribution
 
     @property
     def head_dim(self) -> int:

@@ -194,6 +194,11 @@ class HFGPTPreTrainedModel(PreTrainedModel):
         check_loaded_weights(model, info, pretrained_model_name_or_path, ignore_mismatched)
         return (model, info) if return_info else model
 
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoModel"):
+        """Nothing to do: hfgpt writes its own `auto_map` and code files (see `HFGPTConfig.save_pretrained`)
+        rather than a copy of this module."""
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

@@ -60,6 +60,11 @@ class Registration:
             ) from None
         return self.target
 
+    @property
+    def distribution(self) -> str | None:
+        """The distribution that installed the plugin; None for hfgpt's built-ins."""
+        return _state.distributions.get(self.plugin, (None, None))[0]
+
 
 @dataclass
 class FailedPlugin:

@@ -277,23 +277,12 @@ class MultiHeadAttention(nn.Module):
     this module equals a `MultiHeadAttentionWrapper` whose heads hold those slices, followed by `out_proj`.
     The output projection mixes what the heads found.
 
-    Args:
-        d_in (`int`): size of the input embeddings.
-        d_out (`int`): size of the output (and of all heads together); must be divisible by `num_heads`.
-        context_length (`int`): the longest input.
-        dropout (`float`): dropout probability on the attention weights.
-        num_heads (`int`): number of heads.
-        qkv_bias (`bool`, defaults to `False`): add a bias to the query/key/value projections.
+    Args: those of `MultiHeadAttentionWrapper`, except that `d_out` is the size of the output of all heads
+    together (each head gets `d_out // num_heads`), so it must be divisible by `num_heads`.
     """
 
     def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        context_length: int,
-        dropout: float,
-        num_heads: int,
-        qkv_bias: bool = False,
+        self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias=False
     ):
         super().__init__()
         if d_out % num_heads:

@@ -76,6 +76,19 @@ class FastEncodeMixin:
         finally:
             self._handing_back = False
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does, plus `auto_map` and the code file it names (see `hfgpt.registration`)."""
+        from hfgpt.registration import write_tokenizer_code
+
+        files = super().save_pretrained(save_directory, *args, **kwargs)
+        write_tokenizer_code(str(save_directory), type(self))
+        return files
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoTokenizer"):
+        """Nothing to do: `save_pretrained` writes hfgpt's own `auto_map` and code file instead of the copy of
+        the class's source that transformers would write after a `trust_remote_code` load."""
+
     def _decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
         ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
         size = len(self)
