@@ -197,6 +197,25 @@ def tokens_per_step(args: TrainArguments, trainer, data: Prepared) -> int:
     return args.batch_size * trainer.accelerator.num_processes * accumulation * data.max_length
 
 
+def training_finished(checkpoint: Path) -> bool:
+    """Whether `checkpoint` was saved at the run's last step (a run killed before it published leaves it)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["max_steps"] > 0 and state["global_step"] >= state["max_steps"]
+
+
+def restore_final_checkpoint(trainer, checkpoint: Path) -> None:
+    """Give `trainer` the weights and state (with its log) of the final checkpoint, without training.
+
+    `trainer.train(resume_from_checkpoint=...)` from the last step of a run that ends mid-epoch trains one
+    step more than the run asked for, so a resumed run would not end with the weights of an uninterrupted one.
+    """
+    from safetensors.torch import load_model
+    from transformers import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    load_model(trainer.model, str(checkpoint / "model.safetensors"), device=str(trainer.args.device))
+
+
 def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, history: list[dict]) -> str:
     """Write the model, tokenizer, loss curve and log into `staging`, mark it complete; return the sample."""
     from hfgpt.generation import generate_text
@@ -242,7 +261,10 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     processes.wait_for_everyone()
 
     trainer = build_trainer(args, targs, data, callbacks)
-    trainer.train(resume_from_checkpoint=resume_from)
+    if resume_from is not None and training_finished(Path(resume_from)):
+        restore_final_checkpoint(trainer, Path(resume_from))
+    else:
+        trainer.train(resume_from_checkpoint=resume_from)
     step = trainer.state.global_step
     if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
         trainer.evaluate()  # Trainer usually validates at the last step itself

@@ -223,7 +223,7 @@ def test_a_training_run_killed_at_random_moments_ends_with_the_same_weights(tmp_
     from hfgpt.errors import ResumeError
     from hfgpt.training import TrainArguments, train
 
-    train(TrainArguments(output_dir=str(tmp_path / "reference"), **RUN))
+    expected = train(TrainArguments(output_dir=str(tmp_path / "reference"), **RUN))
     reference = (tmp_path / "reference" / "model.safetensors").read_bytes()
 
     out = tmp_path / "killed"
@@ -240,6 +240,7 @@ def test_a_training_run_killed_at_random_moments_ends_with_the_same_weights(tmp_
         train(TrainArguments(**fields))
 
     assert (out / "model.safetensors").read_bytes() == reference
+    assert json.loads((out / "training_log.json").read_text())["history"] == expected.history
     assert not staging_dir(out).exists() and not previous_dir(out).exists() and not (out / MARKER).exists()
     assert not (out / "checkpoints").exists()
     assert os.listdir(out)  # a complete model directory
