@@ -197,10 +197,14 @@ def tokens_per_step(args: TrainArguments, trainer, data: Prepared) -> int:
     return args.batch_size * trainer.accelerator.num_processes * accumulation * data.max_length
 
 
-def training_finished(checkpoint: Path) -> bool:
-    """Whether `checkpoint` was saved at the run's last step (a run killed before it published leaves it)."""
+def training_finished(checkpoint: Path, max_steps: int) -> bool:
+    """Whether `checkpoint` was saved at the run's last step (a run killed before it published leaves it).
+
+    The last step is `max_steps` when the run sets it, else the one Trainer planned when it saved `checkpoint`.
+    """
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    return state["max_steps"] > 0 and state["global_step"] >= state["max_steps"]
+    last = max_steps if max_steps > 0 else state["max_steps"]
+    return last > 0 and state["global_step"] >= last
 
 
 def restore_final_checkpoint(trainer, checkpoint: Path) -> None:
@@ -261,7 +265,7 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     processes.wait_for_everyone()
 
     trainer = build_trainer(args, targs, data, callbacks)
-    if resume_from is not None and training_finished(Path(resume_from)):
+    if resume_from is not None and training_finished(Path(resume_from), targs.max_steps):
         restore_final_checkpoint(trainer, Path(resume_from))
     else:
         trainer.train(resume_from_checkpoint=resume_from)
