@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from hfgpt.data.finetuning import (
     split_indices,
 )
 from hfgpt.training.arguments import trainer_arguments
-from hfgpt.training.outputs import check_output_dir, publish, staging_dir
+from hfgpt.training.outputs import check_output_dir, mark_complete, publish, recover, staging_dir
 
 
 @dataclass
@@ -65,6 +66,8 @@ def _workspace(output_dir: str | Path | None, overwrite: bool) -> Iterator[Path]
             yield Path(scratch)
         return
     output_dir = Path(output_dir)
+    for message in recover(output_dir):  # a killed earlier run may have left its model half published
+        print(message, file=sys.stderr)
     check_output_dir(output_dir, overwrite)
     staging = staging_dir(output_dir)
     if staging.exists():  # left by an interrupted run
@@ -77,6 +80,7 @@ def _save(trainer, tokenizer, staging: Path, output_dir: str | Path | None) -> P
         return None
     trainer.save_model(str(staging))
     tokenizer.save_pretrained(str(staging))
+    mark_complete(staging)  # last: from here on the model is published even if this process is killed
     publish(staging, Path(output_dir))
     return Path(output_dir)
 

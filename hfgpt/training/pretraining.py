@@ -7,18 +7,35 @@
 Everything that can be checked is checked before the corpus is read: the options, the output directory,
 the strategies and the model config. The run works in `<output_dir>.partial/` and publishes the finished
 model at the end (see `hfgpt.training.outputs`).
+
+A run killed at any instant ends, once rerun with `--resume`, with the weights an uninterrupted run writes:
+the run first recovers what the kill left (`outputs.recover`), then continues from the newest checkpoint
+that loads (damaged ones are reported and skipped); a run killed after training ended resumes from its
+final checkpoint and only saves and publishes, and a run killed while publishing is published by the
+recovery. The history (losses against tokens seen) is rebuilt from Trainer's log, which a checkpoint
+carries, so a resumed run reports the same final losses.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hfgpt.training.arguments import TrainArguments, trainer_arguments
-from hfgpt.training.outputs import check_output_dir, latest_complete_checkpoint, publish, staging_dir
+from hfgpt.training.outputs import (
+    check_output_dir,
+    finished_run,
+    latest_complete_checkpoint,
+    mark_complete,
+    publish,
+    recover,
+    staging_dir,
+    stderr_report,
+)
 
 
 @dataclass
@@ -117,19 +134,20 @@ def prepare(args: TrainArguments) -> Prepared:
     )
 
 
-def _loss_history_callback(history: list[dict], tokens_per_step: list[int]):
-    from transformers import TrainerCallback
+def run_history(log_history: list[dict], tokens_per_step: int) -> list[dict]:
+    """Losses against tokens seen (steps x global batch x window length), from `trainer.state.log_history`.
 
-    class LossHistory(TrainerCallback):
-        """Records losses against tokens seen (steps x global batch x window length)."""
-
-        def on_log(self, targs, state, control, logs=None, **kwargs):
-            record = {"step": state.global_step, "tokens_seen": state.global_step * tokens_per_step[0]}
-            record.update({k: v for k, v in (logs or {}).items() if k in ("loss", "eval_loss")})
-            if len(record) > 2:
-                history.append(record)
-
-    return LossHistory()
+    Built from Trainer's log rather than recorded as it goes: a checkpoint carries the log, so a resumed run
+    (even one resumed from its final step, with nothing left to train) knows the losses of the whole run.
+    """
+    history = []
+    for record in log_history:
+        losses = {key: record[key] for key in ("loss", "eval_loss") if key in record}
+        if losses:
+            history.append(
+                {"step": record["step"], "tokens_seen": record["step"] * tokens_per_step, **losses}
+            )
+    return history
 
 
 def pretraining_arguments(args: TrainArguments, staging: Path):
@@ -160,34 +178,55 @@ def pretraining_arguments(args: TrainArguments, staging: Path):
     )
 
 
-def build_trainer(args: TrainArguments, targs, data: Prepared, history: list[dict], callbacks):
+def build_trainer(args: TrainArguments, targs, data: Prepared, callbacks):
     from transformers import Trainer, default_data_collator, set_seed
 
     from hfgpt.modeling_hfgpt import HFGPTForCausalLM
 
     set_seed(args.seed)
     model = HFGPTForCausalLM(data.config)
-    tokens_per_step: list[int] = []
-    trainer = Trainer(
+    return Trainer(
         model=model,
         args=targs,
         train_dataset=data.train_set,
         eval_dataset=data.val_set,
         processing_class=data.tokenizer,
         data_collator=default_data_collator,  # windows are fixed-length: nothing to pad
-        callbacks=[_loss_history_callback(history, tokens_per_step), *(callbacks or [])],
+        callbacks=callbacks or None,
     )
-    tokens_per_step.append(
-        args.batch_size
-        * trainer.accelerator.num_processes
-        * targs.gradient_accumulation_steps
-        * data.max_length
-    )
-    return trainer
+
+
+def tokens_per_step(args: TrainArguments, trainer, data: Prepared) -> int:
+    """Tokens one optimizer step trains on, over every process."""
+    accumulation = trainer.args.gradient_accumulation_steps
+    return args.batch_size * trainer.accelerator.num_processes * accumulation * data.max_length
+
+
+def training_finished(checkpoint: Path, max_steps: int) -> bool:
+    """Whether `checkpoint` was saved at the run's last step (a run killed before it published leaves it).
+
+    The last step is `max_steps` when the run sets it, else the one Trainer planned when it saved `checkpoint`.
+    """
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    last = max_steps if max_steps > 0 else state["max_steps"]
+    return last > 0 and state["global_step"] >= last
+
+
+def restore_final_checkpoint(trainer, checkpoint: Path) -> None:
+    """Give `trainer` the weights and state (with its log) of the final checkpoint, without training.
+
+    `trainer.train(resume_from_checkpoint=...)` from the last step of a run that ends mid-epoch trains one
+    step more than the run asked for, so a resumed run would not end with the weights of an uninterrupted one.
+    """
+    from safetensors.torch import load_model
+    from transformers import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    load_model(trainer.model, str(checkpoint / "model.safetensors"), device=str(trainer.args.device))
 
 
 def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, history: list[dict]) -> str:
-    """Write the model, tokenizer, loss curve and log into `staging`; return the sample continuation."""
+    """Write the model, tokenizer, loss curve and log into `staging`, mark it complete; return the sample."""
     from hfgpt.generation import generate_text
     from hfgpt.training.plots import plot_loss_curve
 
@@ -198,54 +237,73 @@ def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, histo
     plot_loss_curve(
         history, staging / "loss_curve.png", title=f"hfgpt: {data.config.position_encoding} positions"
     )
+    sample = generate_text(model, data.tokenizer, args.prompt, args.max_new_tokens)
     (staging / "training_log.json").write_text(
-        json.dumps({"args": asdict(args), "history": history}, indent=1)
+        json.dumps({"args": asdict(args), "history": history, "sample": sample}, indent=1)
     )
-    return generate_text(model, data.tokenizer, args.prompt, args.max_new_tokens)
+    mark_complete(staging)  # last: from here on the model is published even if this process is killed
+    return sample
 
 
 def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     """Run a pretraining job as described by `args`; see the module docstring."""
     from accelerate import PartialState
 
-    from hfgpt.errors import ResumeError
-
     output_dir = Path(args.output_dir)
+    staging = staging_dir(output_dir)
+    targs = pretraining_arguments(args, staging)
+    processes = PartialState()  # after TrainingArguments, which set up the processes accelerate launched
+    if processes.is_main_process:
+        for message in recover(output_dir):  # before anything looks at the output directory
+            print(message, file=sys.stderr)
+    processes.wait_for_everyone()
     check_output_dir(output_dir, args.overwrite, args.resume)
+    if args.resume and finished_run(output_dir):
+        return finished_result(output_dir, processes.is_main_process)
     check_strategies(args)
     data = prepare(args)
 
-    staging = staging_dir(output_dir)
-    resume_from = latest_complete_checkpoint(staging / "checkpoints") if args.resume else None
-    if args.resume and resume_from is None:
-        raise ResumeError(f"no complete checkpoint to resume from in {staging / 'checkpoints'}")
-    targs = pretraining_arguments(args, staging)
-    processes = PartialState()  # after TrainingArguments, which set up the processes accelerate launched
+    report = stderr_report if processes.is_main_process else (lambda message: None)
+    resume_from = latest_complete_checkpoint(staging / "checkpoints", report) if args.resume else None
     if not args.resume and processes.is_main_process and staging.exists():
         shutil.rmtree(staging)  # leftovers of an earlier interrupted run that is not being resumed
     processes.wait_for_everyone()
 
-    history: list[dict] = []
-    trainer = build_trainer(args, targs, data, history, callbacks)
-    trainer.train(resume_from_checkpoint=resume_from)
-    evals = [r for r in history if "eval_loss" in r]
-    if not evals or evals[-1]["step"] != trainer.state.global_step:
-        trainer.evaluate()  # Trainer usually validates at the last step itself; LossHistory records either
-        evals = [r for r in history if "eval_loss" in r]
+    trainer = build_trainer(args, targs, data, callbacks)
+    if resume_from is not None and training_finished(Path(resume_from), targs.max_steps):
+        restore_final_checkpoint(trainer, Path(resume_from))
+    else:
+        trainer.train(resume_from_checkpoint=resume_from)
+    step = trainer.state.global_step
+    if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
+        trainer.evaluate()  # Trainer usually validates at the last step itself
+    history = run_history(trainer.state.log_history, tokens_per_step(args, trainer, data))
     sample = None
     if trainer.is_world_process_zero():
         sample = save_run(args, trainer, data, staging, history)
         publish(staging, output_dir)
     trainer.accelerator.wait_for_everyone()
+    return result_of(output_dir, history, sample)
 
+
+def result_of(output_dir: Path, history: list[dict], sample: str | None) -> TrainResult:
     train_losses = [r["loss"] for r in history if "loss" in r]
+    eval_losses = [r["eval_loss"] for r in history if "eval_loss" in r]
     return TrainResult(
         output_dir=output_dir,
         history=history,
         final_train_loss=train_losses[-1] if train_losses else None,
-        final_eval_loss=evals[-1]["eval_loss"],
+        final_eval_loss=eval_losses[-1] if eval_losses else None,
         sample=sample,
     )
+
+
+def finished_result(output_dir: Path, main_process: bool) -> TrainResult:
+    """What `--resume` reports for a run that already finished (and was published, perhaps by `recover`)."""
+    log = json.loads((output_dir / "training_log.json").read_text())
+    if main_process:
+        print(f"hfgpt: nothing to resume: the run finished and {output_dir} holds its model", file=sys.stderr)
+    return result_of(output_dir, log["history"], log.get("sample") if main_process else None)
 
 
 __all__ = ["Prepared", "TrainResult", "build_config", "prepare", "train"]
