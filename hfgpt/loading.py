@@ -37,7 +37,8 @@ def check_model_dir(directory: str | Path) -> Path:
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(
-            f"{directory} is not a model directory (no config.json): train one with `hfgpt train`"
+            f"{directory} is not a model directory (no config.json): train one with `hfgpt train "
+            f"--output-dir {directory}`"
         )
     _read_json_object(directory / "config.json", "model config")
     weights = directory / "model.safetensors"

@@ -32,6 +32,7 @@ from hfgpt.data.finetuning import (
     read_labelled_csv,
     split_indices,
 )
+from hfgpt.loading import load_causal_lm
 from hfgpt.training.arguments import trainer_arguments
 from hfgpt.training.outputs import check_output_dir, mark_complete, publish, recover, staging_dir
 
@@ -98,19 +99,6 @@ def _recipe_arguments(workspace: Path, label: str, epochs, batch_size, learning_
     )
 
 
-def _load_causal_lm(model_dir: str | Path):
-    from transformers import AutoTokenizer
-
-    from hfgpt.modeling_hfgpt import HFGPTForCausalLM
-
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{model_dir} holds no saved model (config.json missing): train one first, e.g. `hfgpt train "
-            f"--output-dir {model_dir}`"
-        )
-    return HFGPTForCausalLM.from_pretrained(str(model_dir)), AutoTokenizer.from_pretrained(str(model_dir))
-
-
 def _with_pad_token(tokenizer):
     """Batches are padded: a tokenizer without a pad token pads with its EOS token (GPT-2's convention)."""
     if tokenizer.pad_token is None:
@@ -155,7 +143,7 @@ def continue_pretraining(
 
     with _workspace(output_dir, overwrite) as workspace:
         set_seed(seed)
-        model, tokenizer = _load_causal_lm(model_dir)
+        model, tokenizer = load_causal_lm(model_dir)
         max_length = max_length or model.config.context_length
         windows = window(corpus, tokenizer, max_length=max_length, stride=max_length)
         trainer = Trainer(
@@ -289,7 +277,7 @@ def finetune_instructions(
     with _workspace(output_dir, overwrite) as workspace:
         set_seed(seed)
         entries = load_instructions(json_path)
-        model, tokenizer = _load_causal_lm(model_dir)
+        model, tokenizer = load_causal_lm(model_dir)
         tokenizer = _with_pad_token(tokenizer)
         train_idx, eval_idx = split_indices(len(entries), eval_fraction, seed)
         max_length = model.config.context_length
