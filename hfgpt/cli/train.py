@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
             ("final training", result.final_train_loss), ("validation", result.final_eval_loss)
         ) if value is not None]  # fmt: skip
         print(f"\n{', '.join(losses)}")
+        if result.tokens_per_second:
+            print(
+                f"trained on {result.tokens_trained:,} tokens in {result.seconds:.0f} s: {result.tokens_per_second:,.0f} tokens/s"
+            )
         print(f"saved to {result.output_dir} (loss curve: {result.output_dir / 'loss_curve.png'})")
         print(f"\nsample: {result.sample}")
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,40 +54,40 @@ def expand_paths(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def _read_bytes(path: Path, limit: int = -1) -> bytes:
+def check_text_file(path: str | os.PathLike, chunk: int = 1 << 20) -> None:
+    """Raise a clear error unless the file exists, is readable, holds no NUL byte in its first 8 KiB and is
+    UTF-8 text throughout (read in chunks: any size, little memory)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist")
+    decoder, offset, start = codecs.getincrementaldecoder("utf-8")(), 0, 0
     try:
         with open(path, "rb") as f:
-            return f.read(limit)
+            while True:
+                data = f.read(chunk)
+                if offset == 0 and b"\x00" in data[:8192]:
+                    raise DataError(
+                        f"corpus file {path} looks binary (it contains NUL bytes): pass plain UTF-8 text files"
+                    )
+                start = offset - len(decoder.getstate()[0])  # where the bytes this call decodes begin
+                decoder.decode(data, final=not data)
+                if not data:
+                    break
+                offset += len(data)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"corpus file {path} is not UTF-8 text (bad byte at offset {start + exc.start}): convert it, e.g. "
+            f"`iconv -t utf-8 {path}`, or leave it out (--skip-bad-files)"
+        ) from None
     except OSError as exc:
         raise DataError(f"cannot read corpus file {path}: {exc.strerror}; check its permissions") from None
 
 
-def _decode(path: Path, data: bytes, final: bool) -> str:
-    if b"\x00" in data[:8192]:
-        raise DataError(
-            f"corpus file {path} looks binary (it contains NUL bytes): pass plain UTF-8 text files"
-        )
-    try:
-        return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"corpus file {path} is not UTF-8 text (bad byte at offset {exc.start}): convert it, e.g. "
-            f"`iconv -t utf-8 {path}`, or leave it out"
-        ) from None
-
-
-def check_text_file(path: str | os.PathLike) -> None:
-    """Raise a clear error unless the file exists, is readable and starts like UTF-8 text (reads 64 KiB)."""
-    path = Path(path)
-    _decode(path, _read_bytes(path, 65536), final=False)
-
-
 def read_text_file(path: str | os.PathLike) -> str:
-    """A UTF-8 text file's contents; a missing, unreadable or binary file is a clear error."""
-    path = Path(path)
-    return _decode(path, _read_bytes(path), final=True)
+    """A UTF-8 text file's contents, exactly (no newline translation); a missing, unreadable, binary or
+    non-UTF-8 file is a clear error."""
+    check_text_file(path)
+    return Path(path).read_bytes().decode("utf-8")
 
 
 # --- datasets ---------------------------------------------------------------------------------------------
@@ -120,6 +120,8 @@ def load_corpus(
     *,
     text_column: str = "text",
     cache_dir: str | None = None,
+    skip_bad_files: bool = False,
+    report: Callable[[str], None] | None = None,
 ):
     """Load a corpus from disk as a `datasets.Dataset` with a `text_column`, one row per document.
 
@@ -130,6 +132,9 @@ def load_corpus(
         text_column (`str`, defaults to `"text"`): the column holding the text in structured files and
             saved datasets; plain text files get this column name.
         cache_dir (`str`, *optional*): where `datasets` writes its Arrow cache.
+        skip_bad_files (`bool`, defaults to `False`): leave out text files that are not UTF-8 text (binary,
+            another encoding) instead of raising; `report` is told how many files and bytes were left out.
+        report (*optional*): called with one line of text, for `skip_bad_files`.
     """
     from datasets import concatenate_datasets, load_dataset, load_from_disk
 
@@ -144,11 +149,25 @@ def load_corpus(
         return check_text_column(dataset, text_column, f"the dataset in {items[0]}")
 
     by_builder: dict[str, list[str]] = {}
+    skipped: list[tuple[Path, str]] = []
     for path in expand_paths(items):
         builder = BUILDERS.get(path.suffix.lower(), "text")
         if builder == "text":
-            check_text_file(path)
+            try:
+                check_text_file(path)
+            except DataError as exc:
+                if not skip_bad_files:
+                    raise
+                skipped.append((path, str(exc)))
+                continue
         by_builder.setdefault(builder, []).append(str(path))
+    if skipped and report is not None:
+        size = sum(path.stat().st_size for path, _ in skipped)
+        report(
+            f"hfgpt: skipped {len(skipped)} file(s), {size:,} bytes, that are not UTF-8 text (first: {skipped[0][1]})"
+        )
+    if not by_builder:
+        raise DataError("no corpus file is UTF-8 text: every file was skipped; pass text files")
     parts = []
     for builder, files in by_builder.items():
         options = {"sample_by": "document"} if builder == "text" else {}

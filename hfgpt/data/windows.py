@@ -2,10 +2,11 @@
 
 The classic `GPTDatasetV1` semantics, made scalable:
 
-1. Documents are tokenized with a batched `datasets.map` (cached, `num_proc`-parallel, progress bars).
+1. Documents are tokenized with a batched `datasets.map` (cached, `num_proc`-parallel, progress bars),
+   into an Arrow file even for texts held in memory.
 2. Their ids are joined into one token stream, documents separated by the tokenizer's EOS
-   (`<|endoftext|>`), and written once to a flat int32 file next to the Arrow cache (memory-mapped; a
-   small corpus stays in memory).
+   (`<|endoftext|>`), and written once to a flat int32 file (memory-mapped): no step holds the corpus's
+   text or ids in Python objects.
 3. A batched `datasets.map` over the window starts 0, stride, 2*stride, ... (while start + max_length <
    number of tokens) gathers every window with numpy fancy indexing.
 
@@ -26,6 +27,7 @@ read: that is the one place stored ids become model inputs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import uuid
@@ -69,7 +71,14 @@ def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_
     if tokenizer is None:
         raise ConfigError("this source holds text: pass a tokenizer (e.g. hfgpt.GPT2BPETokenizer())")
 
-    kwargs = {"num_proc": num_proc, "desc": "Tokenizing"} if isinstance(dataset, Dataset) else {}
+    kwargs = {}
+    if isinstance(dataset, Dataset):
+        # datasets would hash the tokenizer itself on every call (half a second for GPT-2's); a fingerprint
+        # of what decides the ids is stable and cheap. In-memory texts get their ids written to a file too.
+        fingerprint = hashlib.sha256(f"{dataset._fingerprint}-{tokenizer_fingerprint(tokenizer)}".encode())
+        kwargs = {"num_proc": num_proc, "desc": "Tokenizing", "new_fingerprint": fingerprint.hexdigest()[:16]}
+        if not dataset.cache_files:
+            kwargs["cache_file_name"] = _temporary_file("hfgpt-tokens")
     return dataset.map(
         _encode_batch,
         batched=True,
@@ -78,6 +87,22 @@ def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_
         remove_columns=columns,
         **kwargs,
     )
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what decides a tokenizer's ids: its class, vocabulary, merges and special-token handling."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    digest.update(repr(getattr(tokenizer, "merges", None)).encode())
+    digest.update(
+        repr((tokenizer.split_special_tokens, sorted(tokenizer.added_tokens_encoder.items()))).encode()
+    )
+    return digest.hexdigest()
+
+
+def _temporary_file(prefix: str) -> str:
+    """A file in datasets' temporary cache directory (removed when the Python session ends)."""
+    return os.path.join(get_temporary_cache_files_directory(), f"{prefix}-{uuid.uuid4().hex}.arrow")
 
 
 def _encode_batch(batch: dict, tokenizer, text_column: str) -> dict:
@@ -89,15 +114,16 @@ def _encode_batch(batch: dict, tokenizer, text_column: str) -> dict:
 class TokenStream:
     """All documents' ids as one flat int32 array, documents separated by `separator` (if any).
 
-    Stored in a file next to the dataset's Arrow cache and memory-mapped, so only the windows being
-    gathered are ever in memory; it pickles as its path, so `num_proc` workers reopen it cheaply.
+    Always stored in a file (next to the dataset's Arrow cache, or in the temporary cache directory) and
+    memory-mapped, so only the windows being gathered are ever in memory, whatever the corpus's size; it
+    pickles as its path, so `num_proc` workers reopen it cheaply.
     """
 
     n_tokens: int
     max_id: int  # the largest id in the stream (-1 when empty)
     doc_starts: np.ndarray  # start offset of every non-empty document in the stream
     doc_lengths: np.ndarray
-    path: str | None = None
+    path: str
     tokens: np.ndarray | None = field(default=None, repr=False)
 
     def array(self) -> np.ndarray:
@@ -106,10 +132,7 @@ class TokenStream:
         return self.tokens
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        if self.path is not None:
-            state["tokens"] = None  # workers memory-map the file themselves
-        return state
+        return {**self.__dict__, "tokens": None}  # workers memory-map the file themselves
 
     def window_starts(self, max_length: int, stride: int, within_documents: bool) -> np.ndarray:
         if not within_documents:
@@ -121,8 +144,9 @@ class TokenStream:
 
 
 def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000) -> TokenStream:
-    """Flatten a tokenized dataset into a TokenStream (cached next to its Arrow files when it has some)."""
-    path = None
+    """Flatten a tokenized dataset into a TokenStream: a file next to its Arrow files (reused by the next call
+    on the same tokens), or in the temporary cache directory for tokens held in memory."""
+    path = _temporary_file("hfgpt-stream").removesuffix(".arrow") + ".int32"
     if tokens.cache_files:
         key = hashlib.sha256(f"{tokens._fingerprint}-{separator}".encode()).hexdigest()[:16]
         path = os.path.join(os.path.dirname(tokens.cache_files[0]["filename"]), f"hfgpt-stream-{key}.int32")
@@ -131,8 +155,9 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
             with np.load(index_path) as index:
                 return _stream_from_lengths(index["lengths"], int(index["max_id"]), separator, path=path)
 
-    pieces, lengths, max_id = [], [], -1 if separator is None else separator
-    out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False) if path else None
+    lengths, max_id = [], -1 if separator is None else separator
+    index_path = path + ".index.npz"
+    out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False)
     try:
         for batch in tokens.with_format("arrow").iter(batch_size=batch_size):
             column = batch.column("input_ids")
@@ -144,22 +169,17 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
                 ends = np.cumsum(doc_lengths)[doc_lengths > 0]
                 values = np.insert(values, ends, np.int32(separator))
             lengths.append(doc_lengths[doc_lengths > 0])
-            if out is not None:
-                out.write(memoryview(values))  # no bytes copy: a batch of long documents is large enough
-            else:
-                pieces.append(values)
-        if out is not None:  # write then rename: an interrupted run never leaves a truncated stream behind
-            out.close()
-            np.savez(index_path, lengths=np.concatenate(lengths or [np.zeros(0, np.int64)]), max_id=max_id)
-            os.replace(out.name, path)
+            out.write(memoryview(values))  # no bytes copy: a batch of long documents is large enough
+        # write then rename: an interrupted run never leaves a truncated stream behind
+        out.close()
+        np.savez(index_path, lengths=np.concatenate(lengths or [np.zeros(0, np.int64)]), max_id=max_id)
+        os.replace(out.name, path)
     except BaseException:
-        if out is not None:
-            out.close()
-            Path(out.name).unlink(missing_ok=True)
+        out.close()
+        Path(out.name).unlink(missing_ok=True)
         raise
     all_lengths = np.concatenate(lengths or [np.zeros(0, np.int64)])
-    tokens_array = np.concatenate(pieces) if pieces else None
-    return _stream_from_lengths(all_lengths, max_id, separator, path=path, tokens=tokens_array)
+    return _stream_from_lengths(all_lengths, max_id, separator, path=path)
 
 
 def _checked_max_id(values: np.ndarray, limit: int) -> int:
@@ -280,16 +300,13 @@ def window(
 def _windows_file(
     stream: TokenStream, max_length: int, stride: int, within_documents: bool, dtype: np.dtype
 ) -> str:
-    """Where map writes the windows: always a file, memory-mapped afterwards.
+    """Where map writes the windows: always a file next to the stream's, memory-mapped afterwards.
 
     The starts dataset lives in memory, so without a file map would keep every window in memory (6x the
     stream's bytes) and grow one in-memory Arrow buffer to that size, which is several times slower than
-    writing a file (pyarrow's mimalloc pool reallocates huge buffers slowly). A corpus cached on disk gets
-    its windows next to its stream (reused by the next call); an in-memory one gets a file in datasets'
-    temporary cache directory, deleted when the Python session ends.
+    writing a file (pyarrow's mimalloc pool reallocates huge buffers slowly). Windows of a corpus cached on
+    disk are reused by the next call with the same arguments.
     """
-    if stream.path is None:
-        return os.path.join(get_temporary_cache_files_directory(), f"hfgpt-windows-{uuid.uuid4().hex}.arrow")
     suffix = f"-windows-L{max_length}-s{stride}{'-doc' if within_documents else ''}-{dtype.name}.arrow"
     return stream.path.removesuffix(".int32") + suffix
 

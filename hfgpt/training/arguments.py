@@ -152,6 +152,12 @@ class TrainArguments:
     stride: int | None = option(
         None, group="data", check=positive, help="distance between windows (default: max-length, no overlap)"
     )
+    num_proc: int | None = option(
+        None, group="data", check=positive, help="processes for tokenizing the corpus"
+    )
+    skip_bad_files: bool = option(
+        False, group="data", help="skip corpus files that are not UTF-8 text (reported) instead of stopping"
+    )
     val_fraction: float = option(
         0.1,
         group="data",
@@ -206,7 +212,21 @@ class TrainArguments:
     )
     weight_decay: float = option(0.1, group="training", check=non_negative, help="AdamW weight decay")
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
-    eval_every: int = option(20, group="training", check=positive, help="log and validate every N steps")
+    eval_every: int | None = option(
+        None,
+        group="training",
+        check=positive,
+        help="log and validate every N steps (default: 20, or 1/50 of the run's steps when that is more)",
+    )
+    eval_batch_size: int = option(
+        8, group="training", check=positive, help="windows per validation step and device"
+    )
+    max_eval_tokens: int = option(
+        1_000_000,
+        group="training",
+        check=positive,
+        help="validate on at most this many held-out tokens, the same windows at every validation (seeded)",
+    )
     save_every: int | None = option(
         None, group="training", check=positive, help="checkpoint every N steps (default: 10 x eval-every)"
     )

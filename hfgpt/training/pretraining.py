@@ -19,8 +19,10 @@ carries, so a resumed run reports the same final losses.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,12 @@ class TrainResult:
     final_train_loss: float | None
     final_eval_loss: float | None
     sample: str | None
+    tokens_trained: int = 0  # by this call (a resumed run: since the checkpoint)
+    seconds: float = 0.0  # of training in this call, validation included
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens_trained / self.seconds if self.tokens_trained and self.seconds else None
 
 
 @dataclass
@@ -110,7 +118,9 @@ def prepare(args: TrainArguments) -> Prepared:
 
         disable_progress_bar()
     column = args.text_column
-    corpus = load_corpus(args.corpus, text_column=column)
+    corpus = load_corpus(
+        args.corpus, text_column=column, skip_bad_files=args.skip_bad_files, report=stderr_report
+    )
     corpus = corpus.filter(
         lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, desc="Reading"
     )
@@ -125,13 +135,22 @@ def prepare(args: TrainArguments) -> Prepared:
 
     def windows(docs, what: str):
         try:
-            return window(docs, tokenizer, max_length=max_length, stride=stride, text_column=column)
+            return window(
+                docs,
+                tokenizer,
+                max_length=max_length,
+                stride=stride,
+                text_column=column,
+                num_proc=args.num_proc,
+            )
         except DataError as exc:
             raise DataError(f"{what} split: {exc}") from None
 
-    return Prepared(
-        tokenizer, config, max_length, windows(train_docs, "training"), windows(val_docs, "validation")
-    )
+    val_windows = windows(val_docs, "validation")
+    most = max(1, args.max_eval_tokens // max_length)
+    if len(val_windows) > most:  # the same seeded sample at every validation, so the curve is comparable
+        val_windows = val_windows.shuffle(seed=args.seed).select(range(most))
+    return Prepared(tokenizer, config, max_length, windows(train_docs, "training"), val_windows)
 
 
 def run_history(log_history: list[dict], tokens_per_step: int) -> list[dict]:
@@ -166,16 +185,28 @@ def pretraining_arguments(args: TrainArguments, staging: Path):
         lr_scheduler_type="cosine",  # decays to 0 over the run: the last epochs polish the memorisation
         warmup_steps=10,
         eval_strategy="steps",
-        eval_steps=args.eval_every,
-        logging_steps=args.eval_every,
+        per_device_eval_batch_size=args.eval_batch_size,
+        eval_steps=args.eval_every or 20,  # set for the run's length by `schedule_evaluation`
+        logging_steps=args.eval_every or 20,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=args.save_every or 10 * args.eval_every,
+        save_steps=args.save_every or 10 * (args.eval_every or 20),
         save_total_limit=2,
         dataloader_drop_last=False,  # one flag for train and eval: a short validation split must keep its batch
         bf16=args.mixed_precision == "bf16",
         fp16=args.mixed_precision == "fp16",
     )
+
+
+def schedule_evaluation(args: TrainArguments, targs, data: Prepared, processes: int) -> int:
+    """Validate (and log) every `--eval-every` steps, by default every 20 steps or 1/50 of the run, whichever
+    is less often, so that validation stays a small share of a long run. Returns the run's optimizer steps."""
+    steps_per_epoch = math.ceil(len(data.train_set) / (args.batch_size * processes))
+    total = args.max_steps or math.ceil(args.epochs * steps_per_epoch)
+    every = args.eval_every or max(20, total // 50)
+    targs.eval_steps = targs.logging_steps = every
+    targs.save_steps = args.save_every or 10 * every
+    return total
 
 
 def build_trainer(args: TrainArguments, targs, data: Prepared, callbacks):
@@ -269,21 +300,30 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
         shutil.rmtree(staging)  # leftovers of an earlier interrupted run that is not being resumed
     processes.wait_for_everyone()
 
+    schedule_evaluation(args, targs, data, processes.num_processes)
     trainer = build_trainer(args, targs, data, callbacks)
+    started = time.perf_counter()
     if resume_from is not None and training_finished(Path(resume_from), targs.max_steps):
         restore_final_checkpoint(trainer, Path(resume_from))
+        first_step = trainer.state.global_step
     else:
+        first_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
         trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
     step = trainer.state.global_step
     if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
         trainer.evaluate()  # Trainer usually validates at the last step itself
-    history = run_history(trainer.state.log_history, tokens_per_step(args, trainer, data))
+    per_step = tokens_per_step(args, trainer, data)
+    history = run_history(trainer.state.log_history, per_step)
+    trained_tokens = (step - first_step) * per_step
     sample = None
     if trainer.is_world_process_zero():
         sample = save_run(args, trainer, data, staging, history)
         publish(staging, output_dir)
     trainer.accelerator.wait_for_everyone()
-    return result_of(output_dir, history, sample)
+    result = result_of(output_dir, history, sample)
+    result.tokens_trained, result.seconds = trained_tokens, seconds
+    return result
 
 
 def result_of(output_dir: Path, history: list[dict], sample: str | None) -> TrainResult:

@@ -183,3 +183,46 @@ def test_options_a_tokenizer_does_not_take_are_refused_before_any_work(tmp_path,
         "pad_token, strict"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_structured_corpora_skipped_files_and_a_bounded_validation(tmp_path, capsys):
+    import json as json_
+
+    story = default_corpus_path().read_text()
+    chapters = [story[i : i + 1500] for i in range(0, len(story), 1500)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "chapters.jsonl").write_text(
+        "".join(json_.dumps({"body": c, "n": i}) + "\n" for i, c in enumerate(chapters))
+    )
+    bad = corpus / "latin1.txt"
+    bad.write_bytes(b"ok " * 40000 + "caf\xe9".encode("latin-1"))  # the bad byte lies past the first 64 KiB
+    args = dict(corpus=[str(corpus / "chapters.jsonl"), str(bad)], text_column="body", epochs=1.0)
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(bad byte at offset 120003\)"):
+        train(tiny_args(tmp_path / "refused", **args))
+    result = train(
+        tiny_args(tmp_path / "out", **args, skip_bad_files=True, max_eval_tokens=64, val_fraction=0.3)
+    )
+    err = capsys.readouterr().err
+    assert "skipped 1 file(s), 120,004 bytes, that are not UTF-8 text" in err
+    assert result.final_eval_loss is not None and result.tokens_trained > 0 and result.tokens_per_second > 0
+    # validation used at most 64 tokens: 2 windows of 32
+    log = json_.loads((tmp_path / "out" / "training_log.json").read_text())
+    assert log["history"] and (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_the_default_validation_interval_follows_the_run_length():
+    from types import SimpleNamespace
+
+    from hfgpt.training.pretraining import schedule_evaluation
+
+    targs = SimpleNamespace(eval_steps=None, logging_steps=None, save_steps=None)
+    data = SimpleNamespace(train_set=range(18))
+    steps = schedule_evaluation(
+        tiny_args(Path("x"), eval_every=None, epochs=60.0, batch_size=2), targs, data, 1
+    )
+    assert (steps, targs.eval_steps, targs.save_steps) == (540, 20, 200)  # the default run: every 20 steps
+    steps = schedule_evaluation(tiny_args(Path("x"), eval_every=None, max_steps=100_000), targs, data, 1)
+    assert (steps, targs.eval_steps) == (100_000, 2000)
+    schedule_evaluation(tiny_args(Path("x"), eval_every=7, max_steps=100_000), targs, data, 1)
+    assert targs.eval_steps == targs.logging_steps == 7 and targs.save_steps == 70
