@@ -135,15 +135,9 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
     out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False) if path else None
     try:
         for batch in tokens.with_format("arrow").iter(batch_size=batch_size):
-            column = batch.column("input_ids")
-            doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-            max_id = max(max_id, _checked_max_id(values, MAX_TOKEN_ID))
-            values = values.astype(np.int32, copy=False)
-            if separator is not None:  # a separator after every non-empty document; the last one is cut below
-                ends = np.cumsum(doc_lengths)[doc_lengths > 0]
-                values = np.insert(values, ends, np.int32(separator))
-            lengths.append(doc_lengths[doc_lengths > 0])
+            values, doc_lengths, batch_max_id = _join_batch(batch.column("input_ids"), separator)
+            max_id = max(max_id, batch_max_id)
+            lengths.append(doc_lengths)
             if out is not None:
                 out.write(memoryview(values))  # no bytes copy: a batch of long documents is large enough
             else:
@@ -160,6 +154,23 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
     all_lengths = np.concatenate(lengths or [np.zeros(0, np.int64)])
     tokens_array = np.concatenate(pieces) if pieces else None
     return _stream_from_lengths(all_lengths, max_id, separator, path=path, tokens=tokens_array)
+
+
+def _join_batch(column, separator: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """One batch of documents (an Arrow list column of ids) as its part of the stream.
+
+    Returns the int32 tokens, with `separator` (if any) after every non-empty document (the stream's last one
+    lies beyond n_tokens, so no window reads it), the lengths of the non-empty documents, and the largest id
+    (-1 if none). A pure function, so tests can check the joining at volume without building datasets.
+    """
+    doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    max_id = _checked_max_id(values, MAX_TOKEN_ID)
+    values = values.astype(np.int32, copy=False)
+    if separator is not None:
+        ends = np.cumsum(doc_lengths)[doc_lengths > 0]
+        values = np.insert(values, ends, np.int32(separator))
+    return values, doc_lengths[doc_lengths > 0], max_id
 
 
 def _checked_max_id(values: np.ndarray, limit: int) -> int:
