@@ -72,7 +72,7 @@ def expected_padding(rows: list[list[int]], pad: int, side: str) -> tuple[list[l
 @pytest.mark.usefixtures("profile_pass")
 @settings()  # max_examples from the profile: 100 by default, 10,000 in the volume pass
 @given(
-    batch=st.lists(texts, min_size=1, max_size=5),
+    batch=st.lists(texts, min_size=1, max_size=4),  # 4 texts show padding; more only cost time at volume
     max_length=st.integers(1, 12),
     side=st.sampled_from(["right", "left"]),
 )
