@@ -123,7 +123,7 @@ class TokenStream:
     max_id: int  # the largest id in the stream (-1 when empty)
     doc_starts: np.ndarray  # start offset of every non-empty document in the stream
     doc_lengths: np.ndarray
-    path: str
+    path: str | None = None  # build_stream always writes one; `tokens` alone serves small in-memory streams
     tokens: np.ndarray | None = field(default=None, repr=False)
 
     def array(self) -> np.ndarray:
@@ -132,6 +132,8 @@ class TokenStream:
         return self.tokens
 
     def __getstate__(self) -> dict:
+        if self.path is None:
+            return dict(self.__dict__)
         return {**self.__dict__, "tokens": None}  # workers memory-map the file themselves
 
     def window_starts(self, max_length: int, stride: int, within_documents: bool) -> np.ndarray:
@@ -160,15 +162,9 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
     out = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False)
     try:
         for batch in tokens.with_format("arrow").iter(batch_size=batch_size):
-            column = batch.column("input_ids")
-            doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-            max_id = max(max_id, _checked_max_id(values, MAX_TOKEN_ID))
-            values = values.astype(np.int32, copy=False)
-            if separator is not None:  # a separator after every non-empty document; the last one is cut below
-                ends = np.cumsum(doc_lengths)[doc_lengths > 0]
-                values = np.insert(values, ends, np.int32(separator))
-            lengths.append(doc_lengths[doc_lengths > 0])
+            values, doc_lengths, batch_max_id = _join_batch(batch.column("input_ids"), separator)
+            max_id = max(max_id, batch_max_id)
+            lengths.append(doc_lengths)
             out.write(memoryview(values))  # no bytes copy: a batch of long documents is large enough
         # write then rename: an interrupted run never leaves a truncated stream behind
         out.close()
@@ -180,6 +176,23 @@ def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000
         raise
     all_lengths = np.concatenate(lengths or [np.zeros(0, np.int64)])
     return _stream_from_lengths(all_lengths, max_id, separator, path=path)
+
+
+def _join_batch(column, separator: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """One batch of documents (an Arrow list column of ids) as its part of the stream.
+
+    Returns the int32 tokens, with `separator` (if any) after every non-empty document (the stream's last one
+    lies beyond n_tokens, so no window reads it), the lengths of the non-empty documents, and the largest id
+    (-1 if none). A pure function, so tests can check the joining at volume without building datasets.
+    """
+    doc_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    max_id = _checked_max_id(values, MAX_TOKEN_ID)
+    values = values.astype(np.int32, copy=False)
+    if separator is not None:
+        ends = np.cumsum(doc_lengths)[doc_lengths > 0]
+        values = np.insert(values, ends, np.int32(separator))
+    return values, doc_lengths[doc_lengths > 0], max_id
 
 
 def _checked_max_id(values: np.ndarray, limit: int) -> int:

@@ -189,6 +189,13 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
             raise TokenizerError(
                 f"{cls.__name__} learns its vocabulary from a corpus: pass one (e.g. training texts)"
             )
+        # bytes are iterable (as ints) and b"" as nothing at all; a number is not iterable: both would fail with
+        # a message about something else ("the corpus is empty", "'int' object is not iterable").
+        if isinstance(corpus, (bytes, bytearray)) or not isinstance(corpus, (str, Iterable)):
+            raise TokenizerInputError(
+                f"{cls.__name__}.from_corpus expects a str or an iterable of str, got {type(corpus).__name__} "
+                f"({corpus!r:.40}): decode bytes first, e.g. data.decode('utf-8')"
+            )
         texts = [corpus] if isinstance(corpus, str) else corpus
         pieces: set[str] = set()
         for text in texts:

@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
@@ -54,13 +54,13 @@ pattern_text = st.text(
 # --- splitting and the vocabulary -----------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.usefixtures("profile_pass")  # default and volume passes (conftest.py)
 @given(st.one_of(pattern_text, st.text(max_size=80)))
 def test_split_equals_the_books_split(text):
     assert split_words(text) == book_split(text)
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.usefixtures("profile_pass")  # default and volume passes (conftest.py)
 @given(pattern_text.filter(lambda t: book_split(t)))
 def test_vocab_is_sorted_words_then_specials(text):
     tok = RegexTokenizer.from_corpus(text)
@@ -151,7 +151,7 @@ def test_strict_raises_naming_the_unknown_words(verdict):
     assert "strict=False" in message  # names the fix
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.usefixtures("profile_pass")  # default and volume passes (conftest.py)
 @given(pattern_text)
 def test_decode_is_the_books_decode(tok, text):
     ids = tok.encode(text)
