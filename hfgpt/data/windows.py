@@ -45,6 +45,7 @@ from hfgpt.errors import ConfigError, DataError
 
 WINDOW_COLUMNS = ("input_ids", "shift_labels")
 MAX_TOKEN_ID = int(np.iinfo(np.int32).max)
+TOKENIZE_BATCH = 16  # documents per batch where whole documents are in memory (they may be books)
 
 
 def window_dtype(vocab_size: int) -> np.dtype:
@@ -82,7 +83,9 @@ def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_
     return dataset.map(
         _encode_batch,
         batched=True,
-        batch_size=batch_size,
+        # documents may be long (a book, a whole file): a few per batch bounds the memory a batch needs
+        batch_size=min(batch_size, TOKENIZE_BATCH),
+        writer_batch_size=TOKENIZE_BATCH,
         fn_kwargs={"tokenizer": tokenizer, "text_column": text_column},
         remove_columns=columns,
         **kwargs,
@@ -106,7 +109,9 @@ def _temporary_file(prefix: str) -> str:
 
 
 def _encode_batch(batch: dict, tokenizer, text_column: str) -> dict:
-    return {"input_ids": tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]}
+    # int32 arrays, not lists of Python ints (28 bytes an id): a batch of long documents stays small
+    ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
+    return {"input_ids": [np.asarray(doc, dtype=np.int32) for doc in ids]}
 
 
 # --- the token stream -------------------------------------------------------------------------------------
@@ -145,7 +150,7 @@ class TokenStream:
         return first + rank * stride
 
 
-def build_stream(tokens: Dataset, separator: int | None, batch_size: int = 1_000) -> TokenStream:
+def build_stream(tokens: Dataset, separator: int | None, batch_size: int = TOKENIZE_BATCH) -> TokenStream:
     """Flatten a tokenized dataset into a TokenStream: a file next to its Arrow files (reused by the next call
     on the same tokens), or in the temporary cache directory for tokens held in memory."""
     path = _temporary_file("hfgpt-stream").removesuffix(".arrow") + ".int32"

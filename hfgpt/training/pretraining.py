@@ -122,7 +122,7 @@ def prepare(args: TrainArguments) -> Prepared:
         args.corpus, text_column=column, skip_bad_files=args.skip_bad_files, report=stderr_report
     )
     corpus = corpus.filter(
-        lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, desc="Reading"
+        lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, batch_size=16, desc="Reading"
     )
     if len(corpus) == 0:
         raise DataError("the corpus is empty (no non-whitespace text): pass files that contain text")
