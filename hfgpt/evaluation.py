@@ -19,11 +19,14 @@ The three numbers, over the scored tokens:
 
 * loss: the mean cross-entropy in nats;
 * perplexity: `exp(loss)`;
-* bits per byte: the summed cross-entropy in bits (nats / ln 2) divided by the UTF-8 bytes of the scored
-  text: every document that has at least one token, counted in full, less the bytes of the stream's first
-  token as the tokenizer decodes it alone. The EOS tokens between documents are scored and count no bytes.
-  Unlike perplexity it does not depend on how the tokenizer cuts the text, so it compares models with
-  different tokenizers.
+* bits per byte: the summed cross-entropy in bits (nats / ln 2) divided by the UTF-8 bytes of the text: every
+  document that has at least one token, counted in full (whitespace and characters the tokenizer drops or
+  maps to an unknown token included). The EOS tokens between documents are scored and count no bytes. The
+  stream's first token is not scored but its bytes count, as lm-evaluation-harness counts a whole
+  document: subtracting them would need the tokenizer's character offsets, which hfgpt's tokenizers do not
+  give (decoding an unknown token alone does not give its text back), and the difference is one token in
+  the whole text. Unlike perplexity this does not depend on how the tokenizer cuts the text, so it
+  compares models with different tokenizers.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class EvalResult:
         length (`int`): input tokens per window.
         stride (`int`): tokens between window starts (`length`: non-overlapping windows).
         tokens (`int`): tokens scored (the stream's tokens but its first); 0 when `encodable` is False.
-        bytes (`int`): UTF-8 bytes of the scored text (see the module docstring).
+        bytes (`int`): UTF-8 bytes of the documents that have a token (see the module docstring).
         loss (`float`, *optional*): mean cross-entropy in nats per scored token; None when not encodable.
         perplexity (`float`, *optional*): `exp(loss)`.
         bits_per_byte (`float`, *optional*): summed cross-entropy in bits over `bytes`.
@@ -73,7 +76,7 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class TokenizedText:
-    """The evaluation stream: the documents' ids joined with EOS, and the bytes of its scored text."""
+    """The evaluation stream: the documents' ids joined with EOS, and the UTF-8 bytes of those documents."""
 
     ids: np.ndarray
     bytes: int
@@ -127,7 +130,7 @@ def max_positions(model) -> int | None:
 def tokenize_for_eval(
     tokenizer, source: Any, text_column: str = "text", batch_size: int = 1000
 ) -> TokenizedText:
-    """Tokenize the documents of `source` into one stream joined with EOS, counting the scored text's bytes.
+    """Tokenize the documents of `source` into one stream joined with EOS, counting their UTF-8 bytes.
 
     `source`: a text, a list of texts, a `pathlib.Path` (or a list of them) or a `datasets.Dataset` /
     `IterableDataset` with a `text_column` (as for `window()`).
@@ -151,9 +154,7 @@ def tokenize_for_eval(
             documents += 1
     if not pieces:
         raise DataError("the evaluation text is empty (no tokens): pass files that contain text")
-    ids = np.concatenate(pieces)
-    first_bytes = len(tokenizer.decode([int(ids[0])]).encode("utf-8"))  # never scored: nothing before it
-    return TokenizedText(ids=ids, bytes=max(n_bytes - first_bytes, 0), documents=documents)
+    return TokenizedText(ids=np.concatenate(pieces), bytes=n_bytes, documents=documents)
 
 
 def _batched(items: Iterable[str], size: int) -> Iterable[list[str]]:

@@ -135,8 +135,8 @@ def test_sliding_windows_match_the_perplexity_guide(saved, tokenizer, position_e
 def test_bits_per_byte_by_hand(saved, tokenizer):
     model = saved["learned"][0]
     texts = ["I had always thought\u2014Jack", "Gisburn rather a cheap genius"]
-    # UTF-8 bytes: 24 ASCII characters + the 3-byte dash, then 29 ASCII characters; less "I", never scored
-    n_bytes = 24 + 3 + 29 - 1
+    # UTF-8 bytes: 24 ASCII characters + the 3-byte dash (an unknown token here), then 29 ASCII characters
+    n_bytes = 24 + 3 + 29
     nats, count = non_overlapping_nats(model, stream(tokenizer, texts), 64)
     (result,) = evaluate(model, tokenizer, texts, [64])
     assert result.bytes == n_bytes
@@ -174,7 +174,7 @@ def test_cli_json_schema_and_numbers(saved, tokenizer, held_out_file, capsys):
     )
     assert ok["loss"] == pytest.approx(nats / count, rel=1e-5)
     assert ok["perplexity"] == pytest.approx(math.exp(ok["loss"]), rel=1e-9)
-    assert ok["bytes"] == len(HELD_OUT[0].encode()) - len("I")  # the story starts with "I"
+    assert ok["bytes"] == len(HELD_OUT[0].encode())
     assert too_long["length"] == 100 and too_long["encodable"] is False
     assert too_long["loss"] is too_long["perplexity"] is too_long["bits_per_byte"] is None
 

@@ -20,9 +20,9 @@ earlier window scored, so every token but those of the first window is predicted
 LENGTH - N + 1 tokens of context (transformers' perplexity guide, on windows of LENGTH + 1 tokens).
 
 Numbers: loss = mean cross-entropy in nats per scored token; perplexity = exp(loss); bits per byte =
-the summed cross-entropy in bits divided by the UTF-8 bytes of the scored text: all documents that have
-a token, less the bytes of the first token (never scored); the EOS tokens between documents count no
-bytes. A length the model's positions cannot encode (`learned` past its context length) is reported as
+the summed cross-entropy in bits divided by the UTF-8 bytes of every document that has a token, counted
+in full (the first token's bytes included, though it is not scored, as lm-evaluation-harness counts
+whole documents); the EOS tokens between documents are scored and count no bytes. A length the model's positions cannot encode (`learned` past its context length) is reported as
 such and not run. The model runs on cuda when a GPU is available, else on the CPU.
 """
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([result.to_dict() for result in results]))
         return 0
     print(
-        f"{args.model_dir}: {text.documents} document(s), {len(text.ids)} tokens, {text.bytes} bytes scored, "
+        f"{args.model_dir}: {text.documents} document(s), {len(text.ids)} tokens, {text.bytes} bytes, "
         f"on {device}"
     )
     print(format_table(results))
