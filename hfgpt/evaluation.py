@@ -186,8 +186,8 @@ def score_stream(
 ) -> tuple[float, int]:
     """`(summed cross-entropy in nats, tokens scored)` of the stream's tokens but the first, in windows.
 
-    See the module docstring for the windows. The sum stays on the model's device until the end, so a step
-    waits for the device only when the progress bar asks nothing of it.
+    See the module docstring for the windows. Windows are gathered and the sum kept on the model's device,
+    read back once at the end: no step waits for the device to hand back a number.
     """
     from tqdm.auto import tqdm
 
@@ -218,8 +218,10 @@ def score_stream(
                     begin[:, None] + position + 1 <= n - 1
                 )
                 logits = model(input_ids=inputs, use_cache=False).logits
-                nats = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
-                total += torch.where(scored, nats, 0.0).sum(dtype=accumulate)
+                nats = F.cross_entropy(
+                    logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+                )
+                total += torch.where(scored.reshape(-1), nats, 0.0).sum(dtype=accumulate)
     finally:
         model.train(was_training)
     return float(total), n - 1
