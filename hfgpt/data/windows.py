@@ -77,7 +77,12 @@ def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_
         # datasets would hash the tokenizer itself on every call (half a second for GPT-2's); a fingerprint
         # of what decides the ids is stable and cheap. In-memory texts get their ids written to a file too.
         fingerprint = hashlib.sha256(f"{dataset._fingerprint}-{tokenizer_fingerprint(tokenizer)}".encode())
-        kwargs = {"num_proc": num_proc, "desc": "Tokenizing", "new_fingerprint": fingerprint.hexdigest()[:16]}
+        kwargs = {
+            "num_proc": num_proc,
+            "desc": "Tokenizing",
+            "new_fingerprint": fingerprint.hexdigest()[:16],
+            "writer_batch_size": TOKENIZE_BATCH,
+        }
         if not dataset.cache_files:
             kwargs["cache_file_name"] = _temporary_file("hfgpt-tokens")
     return dataset.map(
@@ -85,7 +90,6 @@ def _tokenize(dataset, tokenizer, text_column: str, num_proc: int | None, batch_
         batched=True,
         # documents may be long (a book, a whole file): a few per batch bounds the memory a batch needs
         batch_size=min(batch_size, TOKENIZE_BATCH),
-        writer_batch_size=TOKENIZE_BATCH,
         fn_kwargs={"tokenizer": tokenizer, "text_column": text_column},
         remove_columns=columns,
         **kwargs,
