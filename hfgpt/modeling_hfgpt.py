@@ -8,9 +8,8 @@ Rotary strategies act inside attention (`position_encoding.rotate`), score-bias 
 built once per forward (`position_encoding.attention_bias`); see `hfgpt.position_encoding`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import TransformersKwargs
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
@@ -172,26 +172,30 @@ class HFGPTPreTrainedModel(PreTrainedModel):
         initialise the missing ones randomly and only log it). `ignore_mismatched_sizes=True` accepts
         other shapes and leaves transformers' report of the re-initialised ones ("Reinit due to size mismatch")
         in the log, as in transformers; a head that differs from the saved architecture's (a classifier
-        built on a causal LM) may be new."""
+        built on a causal LM, a bare body from either) may be new or left out. `output_loading_info=True`
+        returns transformers' report of missing and unexpected weights instead of raising: the caller asked
+        to inspect it."""
         from transformers.utils import logging as hf_logging
 
         return_info = kwargs.pop("output_loading_info", False)
         ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
         verbosity = hf_logging.get_verbosity()
-        if not ignore_mismatched:  # its load report: the check below says what matters, in one line
+        if not (ignore_mismatched or return_info):  # its load report: the check below says it in one line
             hf_logging.set_verbosity_error()
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path,
                 *args,
-                ignore_mismatched_sizes=True,
+                ignore_mismatched_sizes=ignore_mismatched or return_info,
                 output_loading_info=True,
                 **kwargs,
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+        if return_info:
+            return model, info
         check_loaded_weights(model, info, pretrained_model_name_or_path, ignore_mismatched)
-        return (model, info) if return_info else model
+        return model
 
     @classmethod
     def register_for_auto_class(cls, auto_class="AutoModel"):
@@ -226,7 +230,11 @@ def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore
     body = f"{model.base_model_prefix}."
 
     def counts(key: str) -> bool:  # a new head's own weights may be missing, the old head's unexpected
-        return not new_head or key.startswith(body) or model.base_model is model
+        if not new_head:
+            return True
+        if model.base_model is model:  # a bare body: checkpoint keys lose their prefix, heads stay outside
+            return key.split(".", 1)[0] in model._modules
+        return key.startswith(body)
 
     missing = sorted(k for k in info["missing_keys"] if counts(k))
     unexpected = sorted(k for k in info["unexpected_keys"] if counts(k))
@@ -349,7 +357,7 @@ class HFGPTModel(HFGPTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         r"""
         Args:
@@ -449,7 +457,7 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         shift_labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         outputs: BaseModelOutputWithPast = self.transformer(
             input_ids,
@@ -490,7 +498,7 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         return super().generate(inputs, *args, **kwargs)
 
     @classmethod
-    def from_gpt2(cls, model_or_path, **kwargs) -> HFGPTForCausalLM:
+    def from_gpt2(cls, model_or_path, **kwargs) -> "HFGPTForCausalLM":
         """Build an hfgpt model from a transformers `GPT2LMHeadModel` or a directory in its format."""
         from hfgpt.convert_gpt2 import gpt2_to_hfgpt
 
@@ -523,7 +531,7 @@ class HFGPTForSequenceClassification(HFGPTPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
         outputs: BaseModelOutputWithPast = self.transformer(
             input_ids,
