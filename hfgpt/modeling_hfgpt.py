@@ -186,7 +186,7 @@ class HFGPTPreTrainedModel(PreTrainedModel):
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path,
                 *args,
-                ignore_mismatched_sizes=ignore_mismatched or return_info,
+                ignore_mismatched_sizes=True,  # shapes are checked below, with a clearer message
                 output_loading_info=True,
                 **kwargs,
             )
@@ -304,16 +304,17 @@ class HFGPTModel(HFGPTPreTrainedModel):
     def check_length(self, cache: Cache | None, past_len: int | torch.Tensor, seq_len: int) -> None:
         """Refuse sequences longer than the strategy's positions, without reading a tensor on the host.
 
-        A dynamic cache knows its length as a Python int; a static cache keeps it in a tensor (so compiled
-        steps do not recompile), and is then checked by its capacity, which bounds every position it holds.
+        A dynamic cache knows its length as a Python int. A static cache keeps it in a tensor (so compiled
+        steps do not recompile); it is checked by its capacity instead, which bounds every position it holds.
         """
         limit = self.position_encoding.max_positions
         if limit is None:
             return
-        if isinstance(past_len, int):
-            length, what = past_len + seq_len, f"the sequence is {past_len + seq_len} tokens long"
+        capacity = cache.get_max_length() if cache is not None else -1  # -1: grows as needed
+        if capacity > 0:
+            length, what = capacity, f"the static cache holds {capacity} tokens"
         else:
-            length, what = cache.get_max_length(), f"the static cache holds {cache.get_max_length()} tokens"
+            length, what = past_len + seq_len, f"the sequence is {past_len + seq_len} tokens long"
         if length > limit:
             raise ModelInputError(
                 f"{what}, but position_encoding={self.config.position_encoding!r} knows only {limit} positions "
