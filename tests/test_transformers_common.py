@@ -66,7 +66,7 @@ def _from_sdist() -> Path | None:
         target.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q"]
         done = subprocess.run(
-            [*command, "-d", str(target), f"transformers=={VERSION}"], capture_output=True, timeout=600
+            [*command, "-d", str(target), f"transformers=={VERSION}"], capture_output=True, timeout=180
         )
         archives = sorted(target.glob(f"transformers-{VERSION}.tar.gz"))
         if done.returncode or not archives:
