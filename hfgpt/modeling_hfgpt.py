@@ -8,10 +8,8 @@ Rotary strategies act inside attention (`position_encoding.rotate`), score-bias 
 built once per forward (`position_encoding.attention_bias`); see `hfgpt.position_encoding`.
 """
 
-from __future__ import annotations
-
-import inspect
 from collections.abc import Callable
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -25,22 +23,16 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import TransformersKwargs
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
 from hfgpt.errors import ModelInputError, WeightsMismatchError
 from hfgpt.plugins import get_position_encoding
 from hfgpt.position_encoding import PositionEncoding
-
-# transformers 5.24 renamed the KV cache from `past_key_values` to `cache` (generate passes `cache=` and
-# reads `outputs.cache`); a model that misses the rename silently starts an empty cache at every step.
-# hfgpt accepts both names and writes outputs under the one the installed version uses.
-CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
-MASK_CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
-
-
-def _output_cache(outputs) -> Cache | None:
-    return getattr(outputs, CACHE_FIELD)
 
 
 def eager_attention_forward(
@@ -93,6 +85,7 @@ class HFGPTAttention(nn.Module):
         self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
         self.attn_dropout = float(config.drop_rate)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -100,19 +93,20 @@ class HFGPTAttention(nn.Module):
         position_encoding: PositionEncoding,
         attention_mask: torch.Tensor | None = None,
         position_bias: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, seq, emb = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, seq, 3, self.n_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
         query, key = position_encoding.rotate(query, key, position_ids)
-        if past_key_values is not None:
-            key, value = past_key_values.update(key, value, self.layer_idx)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
 
-        attention: Callable = eager_attention_forward
-        if self.config._attn_implementation != "eager":
-            attention = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        # Looked up on every call, so `model.set_attn_implementation(...)` takes effect at run time.
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
         output, weights = attention(
             self,
             query,
@@ -151,11 +145,10 @@ class HFGPTBlock(GradientCheckpointingLayer):
         self.mlp = HFGPTMLP(config)
         self.drop = nn.Dropout(config.drop_rate)
 
-    def forward(self, hidden_states: torch.Tensor, **attn_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn_output, weights = self.attn(self.ln_1(hidden_states), **attn_kwargs)
+    def forward(self, hidden_states: torch.Tensor, **attn_kwargs) -> torch.Tensor:
+        attn_output, _ = self.attn(self.ln_1(hidden_states), **attn_kwargs)
         hidden_states = hidden_states + self.drop(attn_output)
-        hidden_states = hidden_states + self.drop(self.mlp(self.ln_2(hidden_states)))
-        return hidden_states, weights
+        return hidden_states + self.drop(self.mlp(self.ln_2(hidden_states)))
 
 
 class HFGPTPreTrainedModel(PreTrainedModel):
@@ -165,34 +158,44 @@ class HFGPTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["HFGPTBlock"]
     _supports_sdpa = True
-    _supports_flash_attn = False
-    _can_compile_fullgraph = False
+    _supports_flash_attn = False  # flash kernels take no additive score bias (ALiBi, plugin biases)
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    # `capture_outputs` collects these from forward hooks: every block's output (after the embeddings) is a
+    # hidden state, every attention's second output its weights.
+    _can_record_outputs = {"hidden_states": HFGPTBlock, "attentions": HFGPTAttention}
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """transformers' `from_pretrained`, made strict: every weight the config expects must be in the
         checkpoint with its shape, and the checkpoint must hold no other weight (transformers would
         initialise the missing ones randomly and only log it). `ignore_mismatched_sizes=True` accepts
-        other shapes, as in transformers; a head that differs from the saved architecture's (a classifier
-        built on a causal LM) may be new."""
+        other shapes and leaves transformers' report of the re-initialised ones ("Reinit due to size mismatch")
+        in the log, as in transformers; a head that differs from the saved architecture's (a classifier
+        built on a causal LM, a bare body from either) may be new or left out. `output_loading_info=True`
+        returns transformers' report of missing and unexpected weights instead of raising: the caller asked
+        to inspect it."""
         from transformers.utils import logging as hf_logging
 
         return_info = kwargs.pop("output_loading_info", False)
         ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
         verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # its load report: the check below says what matters, in one line
+        if not (ignore_mismatched or return_info):  # its load report: the check below says it in one line
+            hf_logging.set_verbosity_error()
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path,
                 *args,
-                ignore_mismatched_sizes=True,
+                ignore_mismatched_sizes=True,  # shapes are checked below, with a clearer message
                 output_loading_info=True,
                 **kwargs,
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+        if return_info:
+            return model, info
         check_loaded_weights(model, info, pretrained_model_name_or_path, ignore_mismatched)
-        return (model, info) if return_info else model
+        return model
 
     @classmethod
     def register_for_auto_class(cls, auto_class="AutoModel"):
@@ -227,7 +230,11 @@ def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore
     body = f"{model.base_model_prefix}."
 
     def counts(key: str) -> bool:  # a new head's own weights may be missing, the old head's unexpected
-        return not new_head or key.startswith(body) or model.base_model is model
+        if not new_head:
+            return True
+        if model.base_model is model:  # a bare body: checkpoint keys lose their prefix, heads stay outside
+            return key.split(".", 1)[0] in model._modules
+        return key.startswith(body)
 
     missing = sorted(k for k in info["missing_keys"] if counts(k))
     unexpected = sorted(k for k in info["unexpected_keys"] if counts(k))
@@ -258,6 +265,11 @@ def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore
 class HFGPTModel(HFGPTPreTrainedModel):
     """The GPT body: returns the final hidden states (`last_hidden_state`) and the KV cache.
 
+    The forward has no data-dependent Python branch and reads no tensor value on the host, so it compiles as one
+    graph (`torch.compile(model, fullgraph=True)`) and runs with a `StaticCache`. Token ids are checked where they
+    enter instead: `HFGPTForCausalLM.generate` checks the prompt once, and on CPU an id outside the vocabulary
+    is reported by the embedding lookup itself (see `embed_tokens`).
+
     Args:
         config (`HFGPTConfig`): model hyper-parameters; `config.position_encoding` names the strategy.
     """
@@ -278,104 +290,145 @@ class HFGPTModel(HFGPTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.wte = value
 
-    def _check_input_ids(self, input_ids: torch.LongTensor) -> None:
-        if input_ids.numel() == 0:
-            raise ModelInputError("input_ids is empty: pass at least one token (encode a non-empty prompt)")
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= self.config.vocab_size:
+    def embed_tokens(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """`wte(input_ids)`, turning the lookup's own out-of-range failure into a clear error.
+
+        Valid ids pay nothing (no reduction, no host read); on CPU an id outside the vocabulary makes the
+        lookup raise `IndexError`, and only then are the ids inspected to name the culprit.
+        """
+        try:
+            return self.wte(input_ids)
+        except IndexError as error:
+            raise out_of_vocabulary_error(input_ids, self.config.vocab_size) from error
+
+    def check_length(self, cache: Cache | None, past_len: int | torch.Tensor, seq_len: int) -> None:
+        """Refuse sequences longer than the strategy's positions, without reading a tensor on the host.
+
+        A dynamic cache knows its length as a Python int. A static cache keeps it in a tensor (so compiled
+        steps do not recompile); it is checked by its capacity instead, which bounds every position it holds.
+        """
+        limit = self.position_encoding.max_positions
+        if limit is None:
+            return
+        capacity = cache.get_max_length() if cache is not None else -1  # -1: grows as needed
+        if capacity > 0:
+            length, what = capacity, f"the static cache holds {capacity} tokens"
+        else:
+            length, what = past_len + seq_len, f"the sequence is {past_len + seq_len} tokens long"
+        if length > limit:
             raise ModelInputError(
-                f"token id {high if high >= self.config.vocab_size else low} is outside the model's vocabulary "
-                f"(vocab_size={self.config.vocab_size}). Use the tokenizer the model was trained with, or build the "
-                "model with vocab_size=len(tokenizer)."
+                f"{what}, but position_encoding={self.config.position_encoding!r} knows only {limit} positions "
+                "(context_length). Truncate the input to the last context_length tokens (or generate fewer "
+                "tokens), or train a model with a strategy that extrapolates (rope, alibi, none)."
             )
 
+    def position_bias(
+        self,
+        position_ids: torch.LongTensor,
+        cache: Cache | None,
+        past_len: int | torch.Tensor,
+        dtype: torch.dtype,
+    ) -> torch.Tensor | None:
+        """The strategy's score bias `(1 or batch, heads, q_len, kv_len)`, built once per forward, or `None`.
+
+        Query positions are the tokens' own `position_ids`, so packed documents (positions restarting at each)
+        and left padding are seen as the strategy would see them one by one. Key positions cover every cache
+        slot: the new tokens' slots hold their `position_ids`, earlier slots continue the same numbering
+        backwards from them.
+        """
+        if type(self.position_encoding).attention_bias is PositionEncoding.attention_bias:
+            return None  # the strategy adds no bias: skip building key positions
+        seq_len, device = position_ids.shape[-1], position_ids.device
+        kv_len = cache.get_mask_sizes(seq_len, 0)[0] if cache is not None else seq_len
+        query_slots = torch.arange(seq_len, device=device) + past_len  # (q_len,)
+        slot_zero = position_ids[:, -1:] - query_slots[-1]  # (batch, 1): the position of cache slot 0
+        key_positions = torch.arange(kv_len, device=device) + slot_zero  # (batch, kv_len)
+        key_positions = key_positions.scatter(1, query_slots.expand_as(position_ids), position_ids)
+        bias = self.position_encoding.attention_bias(position_ids, key_positions)
+        return bias.to(dtype) if bias is not None else None
+
+    @merge_with_config_defaults
+    @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
-        cache = kwargs.pop("cache", None)  # the name transformers >= 5.24 uses
-        past_key_values = past_key_values if past_key_values is not None else cache
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, seq)`): token ids; with a `cache`, only the new ones.
+            cache (`Cache`, *optional*): keys and values of earlier tokens (`DynamicCache`, `StaticCache`...).
+            attention_mask (`torch.Tensor`, *optional*): `(batch, past + seq)` with 0 for padding, or a ready
+                4D mask `(batch, 1, seq, past + seq)` used as given.
+            position_ids (`torch.LongTensor` of shape `(batch, seq)`, *optional*): each token's position;
+                restarting positions mark packed documents, which then cannot see each other.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch, seq, emb_dim)`, *optional*): instead of ids.
+            use_cache (`bool`, *optional*): return the cache (a new `DynamicCache` when none is given).
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ModelInputError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
-            self._check_input_ids(input_ids)
-            inputs_embeds = self.wte(input_ids)
+            if input_ids.shape[-1] == 0:
+                raise ModelInputError(
+                    "input_ids is empty: pass at least one token (encode a non-empty prompt)"
+                )
+            inputs_embeds = self.embed_tokens(input_ids)
         elif inputs_embeds.shape[1] == 0:
             raise ModelInputError("inputs_embeds is empty: pass at least one position")
-        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
-        output_attentions = (
-            output_attentions if output_attentions is not None else self.config.output_attentions
-        )
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
 
         seq_len = inputs_embeds.shape[1]
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
-        limit = self.position_encoding.max_positions
-        if limit is not None and past_len + seq_len > limit:
-            raise ModelInputError(
-                f"the sequence is {past_len + seq_len} tokens long, but position_encoding="
-                f"{self.config.position_encoding!r} knows only {limit} positions (context_length). Truncate the "
-                "input to the last context_length tokens, or train a model with a strategy that extrapolates "
-                "(rope, alibi, none)."
-            )
-        cache_position = torch.arange(past_len, past_len + seq_len, device=inputs_embeds.device)
+        past_len = cache.get_seq_length() if cache is not None else 0
+        self.check_length(cache, past_len, seq_len)
         if position_ids is None:
-            position_ids = cache_position.unsqueeze(0)
+            position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
 
         hidden_states = self.drop(self.position_encoding.embed(inputs_embeds, position_ids))
+        # Built before a default cache is created: with no cache, transformers reads packed documents from
+        # restarting position_ids (an empty cache would turn that detection off).
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
+            cache=cache,
             position_ids=position_ids,
-            **{MASK_CACHE_ARG: past_key_values},
         )
-        key_positions = torch.arange(past_len + seq_len, device=inputs_embeds.device)
-        position_bias = self.position_encoding.attention_bias(cache_position, key_positions)
-        if position_bias is not None:
-            position_bias = position_bias.to(inputs_embeds.dtype)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        position_bias = self.position_bias(position_ids, cache, past_len, inputs_embeds.dtype)
 
-        all_hidden_states = () if output_hidden_states else None
-        all_attentions = () if output_attentions else None
         for block in self.h:
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            hidden_states, weights = block(
+            hidden_states = block(
                 hidden_states,
                 position_ids=position_ids,
                 position_encoding=self.position_encoding,
                 attention_mask=mask,
                 position_bias=position_bias,
-                past_key_values=past_key_values,
+                cache=cache if not (self.gradient_checkpointing and self.training) else None,
                 **kwargs,
             )
-            if output_attentions:
-                all_attentions += (weights,)
-        hidden_states = self.ln_f(hidden_states)
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
         return BaseModelOutputWithPast(
-            last_hidden_state=hidden_states,
-            **{CACHE_FIELD: past_key_values if use_cache else None},
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
+            last_hidden_state=self.ln_f(hidden_states), cache=cache if use_cache else None
         )
 
 
+def out_of_vocabulary_error(input_ids: torch.LongTensor, vocab_size: int) -> ModelInputError:
+    """The error for ids outside `[0, vocab_size)`, naming the first offending id."""
+    bad = input_ids[(input_ids < 0) | (input_ids >= vocab_size)]
+    culprit = int(bad[0]) if bad.numel() else "?"
+    return ModelInputError(
+        f"token id {culprit} is outside the model's vocabulary (vocab_size={vocab_size}). Use the tokenizer the "
+        "model was trained with, or build the model with vocab_size=len(tokenizer)."
+    )
+
+
 class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
-    """The GPT with a language-modelling head. Generates with `generate()` and a KV cache.
+    """The GPT with a language-modelling head. Generates with `generate()` and a KV cache (dynamic or static).
 
     Loss: `labels` aligned with `input_ids` (transformers' convention; shifted inside, -100 ignored), or
     `shift_labels`, targets already shifted by one (the book's `target`; see `hfgpt.data`).
@@ -392,31 +445,31 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
         self.post_init()
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         shift_labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
-        outputs = self.transformer(
-            input_ids=input_ids,
+        outputs: BaseModelOutputWithPast = self.transformer(
+            input_ids,
+            cache=cache,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
         loss = None
         if labels is not None or shift_labels is not None:
             # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
@@ -431,13 +484,22 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            **{CACHE_FIELD: _output_cache(outputs)},
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
 
+    def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
+        """transformers' `generate`, after checking the prompt's ids once: the forward no longer reads ids on
+        the host (a synchronisation every step on a GPU, where a bad id is an opaque device assert)."""
+        ids = inputs if inputs is not None else kwargs.get("input_ids")
+        if ids is not None and not ids.is_floating_point() and ids.numel():
+            if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
+                raise out_of_vocabulary_error(ids, self.config.vocab_size)
+        return super().generate(inputs, *args, **kwargs)
+
     @classmethod
-    def from_gpt2(cls, model_or_path, **kwargs) -> HFGPTForCausalLM:
+    def from_gpt2(cls, model_or_path, **kwargs) -> "HFGPTForCausalLM":
         """Build an hfgpt model from a transformers `GPT2LMHeadModel` or a directory in its format."""
         from hfgpt.convert_gpt2 import gpt2_to_hfgpt
 
@@ -459,22 +521,24 @@ class HFGPTForSequenceClassification(HFGPTPreTrainedModel):
         self.score = nn.Linear(config.emb_dim, config.num_labels, bias=False)
         self.post_init()
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
-        outputs = self.transformer(
-            input_ids=input_ids,
+        outputs: BaseModelOutputWithPast = self.transformer(
+            input_ids,
+            cache=cache,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -495,7 +559,7 @@ class HFGPTForSequenceClassification(HFGPTPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled,
-            **{CACHE_FIELD: _output_cache(outputs)},
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

@@ -62,9 +62,10 @@ class PositionEncoding(nn.Module):
     ) -> torch.Tensor | None:
         """A bias `(1 or batch, heads, q_len, kv_len)` added to the attention scores, or `None`.
 
-        Positions are cache slots: `query_positions` `(q_len,)` are the slots of the new tokens and
-        `key_positions` `(kv_len,)` those of every key, cached ones included, so a bias that depends on
-        distances (`key - query`) stays right during cached generation.
+        Positions are per token, as `position_ids` are: `query_positions` `(batch, q_len)` are those of the new
+        tokens, `key_positions` `(batch, kv_len)` those of every key, cached ones included. In a packed batch
+        they restart at each document, so a bias of `key - query` distances is the same as for the documents
+        run one by one (pairs across documents are masked anyway).
         """
         return None
 
@@ -128,7 +129,6 @@ class RotaryPositionEncoding(PositionEncoding):
                 f"rope needs an even head dimension, got emb_dim/n_heads = {config.emb_dim // config.n_heads}"
             )
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)
-        self._cached: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def frequencies(self) -> torch.Tensor:
         theta, head_dim = (
@@ -139,18 +139,13 @@ class RotaryPositionEncoding(PositionEncoding):
 
     def init_buffers(self):
         init.copy_(self.inv_freq, self.frequencies())
-        self._cached = None
-
-    def _cos_sin(self, position_ids: torch.LongTensor, dtype: torch.dtype):
-        # Every layer of one forward passes the same position_ids tensor: compute the tables once.
-        if self._cached is None or self._cached[0] is not position_ids or self._cached[1].dtype != dtype:
-            freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (batch, 1, seq, head_dim/2)
-            angles = torch.cat((freqs, freqs), dim=-1)
-            self._cached = (position_ids, angles.cos().to(dtype), angles.sin().to(dtype))
-        return self._cached[1], self._cached[2]
 
     def rotate(self, query, key, position_ids):
-        cos, sin = self._cos_sin(position_ids, query.dtype)
+        # Recomputed in every layer rather than memoised on the module: state kept between calls would break
+        # torch.compile's full graph, and the tables cost (batch, seq, head_dim) ops next to attention's seq^2.
+        freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (batch, 1, seq, head_dim/2)
+        angles = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = angles.cos().to(query.dtype), angles.sin().to(query.dtype)
         return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
 
 

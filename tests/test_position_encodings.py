@@ -68,7 +68,7 @@ def test_none_changes_nothing():
     x = torch.randn(1, 3, 32)
     assert (
         pe.embed(x, torch.arange(3)[None]) is x
-        and pe.attention_bias(torch.arange(3), torch.arange(3)) is None
+        and pe.attention_bias(torch.arange(3)[None], torch.arange(3)[None]) is None
     )
 
 
@@ -78,8 +78,8 @@ def test_a_custom_strategy_plugs_in_through_a_hook(monkeypatch):
 
     class OnlySelf(PositionEncoding):
         def attention_bias(self, query_positions, key_positions):
-            same = query_positions[:, None] == key_positions[None, :]
-            return torch.where(same, 0.0, -1e9)[None, None]
+            same = query_positions[:, :, None] == key_positions[:, None, :]  # (batch, q_len, kv_len)
+            return torch.where(same, 0.0, -1e9)[:, None]
 
     class Plugin:
         @hookimpl

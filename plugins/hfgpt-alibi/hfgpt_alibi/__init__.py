@@ -37,10 +37,13 @@ class ALiBiPositionEncoding(PositionEncoding):
         init.copy_(self.slopes, alibi_slopes(self.config.n_heads))
 
     def attention_bias(self, query_positions, key_positions):
-        distance = key_positions[None, :] - query_positions[:, None]  # (q_len, kv_len); <= 0 where visible
-        return (self.slopes[:, None, None] * distance.to(self.slopes.dtype))[
-            None
-        ]  # (1, heads, q_len, kv_len)
+        # Per-token positions (batch, q_len) and (batch, kv_len): distances restart with packed documents.
+        distance = (
+            key_positions[:, None, :] - query_positions[:, :, None]
+        )  # (batch, q_len, kv_len); <= 0 if visible
+        return self.slopes[None, :, None, None] * distance[:, None].to(
+            self.slopes.dtype
+        )  # (batch, heads, q, kv)
 
 
 @hookimpl

@@ -29,7 +29,7 @@ def test_slopes_match_the_paper():
 
 def test_bias_is_slope_times_distance():
     config = hfgpt.HFGPTConfig.from_preset("tiny", vocab_size=50, position_encoding="alibi")
-    bias = ALiBiPositionEncoding(config).attention_bias(torch.arange(2, 4), torch.arange(4))
+    bias = ALiBiPositionEncoding(config).attention_bias(torch.arange(2, 4)[None], torch.arange(4)[None])
     assert bias.shape == (1, config.n_heads, 2, 4)
     slope = 2.0**-2  # first of 4 heads
     expected = torch.tensor([[-2.0, -1.0, 0.0, 1.0], [-3.0, -2.0, -1.0, 0.0]]) * slope
