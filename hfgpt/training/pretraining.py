@@ -195,6 +195,7 @@ def pretraining_arguments(args: TrainArguments, staging: Path):
         dataloader_drop_last=False,  # one flag for train and eval: a short validation split must keep its batch
         bf16=args.mixed_precision == "bf16",
         fp16=args.mixed_precision == "fp16",
+        torch_compile=args.compile,
     )
 
 
