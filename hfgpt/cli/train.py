@@ -14,8 +14,8 @@ Pretrain a GPT with transformers' Trainer. With no corpus it trains a small mode
 10% for validation, and memorises it (training loss < 1). The output directory loads with
 AutoModelForCausalLM/AutoTokenizer and holds loss_curve.png and training_log.json.
 
-Several processes or GPUs go through accelerate:
-  accelerate launch --multi_gpu --num_processes 2 -m hfgpt.cli train ...
+Several processes or GPUs go through accelerate (FSDP, several machines: docs/distributed.md):
+  accelerate launch --config_file examples/accelerate/ddp.yaml -m hfgpt.cli train ...
 """
 
 

@@ -257,19 +257,26 @@ def restore_final_checkpoint(trainer, checkpoint: Path) -> None:
     load_model(trainer.model, str(checkpoint / "model.safetensors"), device=str(trainer.args.device))
 
 
-def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, history: list[dict]) -> str:
-    """Write the model, tokenizer, loss curve and log into `staging`, mark it complete; return the sample."""
+def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, history: list[dict]) -> str | None:
+    """Write the model, tokenizer, loss curve and log into `staging`, mark it complete; return the sample.
+
+    Every process calls it; the main process writes and gets the sample, the others get None. Under FSDP
+    gathering the full weights for the save and every forward of the sharded model are collectives, so a
+    main process doing them alone would wait forever for the others.
+    """
     from hfgpt.generation import generate_text
     from hfgpt.training.plots import plot_loss_curve
 
     model = trainer.model
-    trainer.save_model(str(staging))
+    trainer.save_model(str(staging))  # writes on the main process only
+    sample = generate_text(model, data.tokenizer, args.prompt, args.max_new_tokens)  # greedy: same everywhere
+    if not trainer.is_world_process_zero():
+        return None
     data.tokenizer.save_pretrained(str(staging))
     model.generation_config.save_pretrained(str(staging))
     plot_loss_curve(
         history, staging / "loss_curve.png", title=f"hfgpt: {data.config.position_encoding} positions"
     )
-    sample = generate_text(model, data.tokenizer, args.prompt, args.max_new_tokens)
     (staging / "training_log.json").write_text(
         json.dumps({"args": asdict(args), "history": history, "sample": sample}, indent=1)
     )
@@ -317,9 +324,8 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     per_step = tokens_per_step(args, trainer, data)
     history = run_history(trainer.state.log_history, per_step)
     trained_tokens = (step - first_step) * per_step
-    sample = None
+    sample = save_run(args, trainer, data, staging, history)
     if trainer.is_world_process_zero():
-        sample = save_run(args, trainer, data, staging, history)
         publish(staging, output_dir)
     trainer.accelerator.wait_for_everyone()
     result = result_of(output_dir, history, sample)
