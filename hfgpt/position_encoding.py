@@ -87,14 +87,23 @@ class LearnedPositionEncoding(PositionEncoding):
 
 
 class SinusoidalPositionEncoding(PositionEncoding):
-    """Fixed sinusoids from "Attention Is All You Need" (`"sinusoidal"`); option `base` (default 10000).
+    """Fixed sinusoids from "Attention Is All You Need" (`"sinusoidal"`); options `base` (default 10000) and
+    `embed_scale` (default `sqrt(emb_dim)`).
 
     Even channels hold `sin(pos / base^(2i/d))`, odd channels the matching cosine. Nothing is learned, so any
     length works, although quality beyond the trained length is not guaranteed.
+
+    The token embeddings are multiplied by `embed_scale` before the sinusoids are added, as in the paper
+    (Vaswani et al. 2017, section 3.4: "we multiply those weights by sqrt(d_model)"). Without it, embeddings
+    initialised with std 0.02 are drowned by sinusoids of amplitude 1 (per-channel RMS 1/sqrt(2)): the first
+    block sees mostly position and little token, and training is much slower than with `learned`, whose
+    table starts as small as the tokens. `embed_scale=1.0` restores the unscaled sum (checkpoints trained
+    before this scaling existed need it to load unchanged).
     """
 
     def __init__(self, config):
         super().__init__(config)
+        self.embed_scale = float(self.options.get("embed_scale", config.emb_dim**0.5))
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)
 
     def frequencies(self) -> torch.Tensor:
@@ -107,7 +116,7 @@ class SinusoidalPositionEncoding(PositionEncoding):
     def embed(self, inputs_embeds, position_ids):
         angles = position_ids[..., None].float() * self.inv_freq  # (batch, seq, emb_dim/2)
         table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[..., : inputs_embeds.shape[-1]]
-        return inputs_embeds + table.to(inputs_embeds.dtype)
+        return inputs_embeds * self.embed_scale + table.to(inputs_embeds.dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
