@@ -16,6 +16,8 @@ only the name (``config.position_encoding``) and the options (``config.position_
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from transformers import initialization as init
@@ -87,14 +89,23 @@ class LearnedPositionEncoding(PositionEncoding):
 
 
 class SinusoidalPositionEncoding(PositionEncoding):
-    """Fixed sinusoids from "Attention Is All You Need" (`"sinusoidal"`); option `base` (default 10000).
+    """Fixed sinusoids from "Attention Is All You Need" (`"sinusoidal"`); options `base` (default 10000) and
+    `embed_scale` (default `sqrt(emb_dim)`).
 
     Even channels hold `sin(pos / base^(2i/d))`, odd channels the matching cosine. Nothing is learned, so any
     length works, although quality beyond the trained length is not guaranteed.
+
+    The token embeddings are multiplied by `embed_scale` before the sinusoids are added, as in the paper
+    (Vaswani et al. 2017, section 3.4: "we multiply those weights by sqrt(d_model)"). Without it, embeddings
+    initialised with std 0.02 are drowned by sinusoids of amplitude 1 (per-channel RMS 1/sqrt(2)): the first
+    block sees mostly position and little token, and training is much slower than with `learned`, whose
+    table starts as small as the tokens. `embed_scale=1.0` restores the unscaled sum (checkpoints trained
+    before this scaling existed need it to load unchanged).
     """
 
     def __init__(self, config):
         super().__init__(config)
+        self.embed_scale = float(self.options.get("embed_scale", config.emb_dim**0.5))
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)
 
     def frequencies(self) -> torch.Tensor:
@@ -107,7 +118,7 @@ class SinusoidalPositionEncoding(PositionEncoding):
     def embed(self, inputs_embeds, position_ids):
         angles = position_ids[..., None].float() * self.inv_freq  # (batch, seq, emb_dim/2)
         table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[..., : inputs_embeds.shape[-1]]
-        return inputs_embeds + table.to(inputs_embeds.dtype)
+        return inputs_embeds * self.embed_scale + table.to(inputs_embeds.dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -116,26 +127,105 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class RotaryPositionEncoding(PositionEncoding):
-    """Rotary position embeddings (`"rope"`, RoFormer / Llama layout); option `theta` (default 10000).
+    """Rotary position embeddings (`"rope"`, RoFormer / Llama layout), optionally stretched to longer contexts.
 
     Each pair of query/key channels is rotated by an angle proportional to the position, so `q·k` depends only
-    on the distance between tokens. Applied in every layer before the KV cache; any length works.
+    on the distance between tokens. Applied in every layer before the KV cache; any length works, but a model
+    sees angles it never trained on beyond its training length. The context-extension options rescale the
+    frequencies so that longer inputs stay within (or near) the trained angles; they change no weight, so they
+    can be set at inference time on a model trained without them
+    (`from_pretrained(path, position_encoding_kwargs={"scaling": "yarn", "factor": 4.0})`).
+
+    Options (`config.position_encoding_kwargs`):
+        theta (`float`, defaults to 10000): the base of the frequencies `theta^(-2i/head_dim)`.
+        scaling (`str`, *optional*): `"linear"`, `"ntk"` or `"yarn"` (see `ROPE_SCALINGS`); none by default.
+        factor (`float`, defaults to 1): how many times longer than the training context inputs may be.
+        original_context_length (`int`, defaults to `context_length`): the length trained on (yarn's ramp).
+        beta_fast, beta_slow (`float`, defaults to 32 and 1): yarn's ramp bounds, in rotations over the
+            original context.
     """
+
+    OPTIONS = {"theta", "scaling", "factor", "original_context_length", "beta_fast", "beta_slow"}
 
     def __init__(self, config):
         super().__init__(config)
-        if (config.emb_dim // config.n_heads) % 2:
-            raise ConfigError(
-                f"rope needs an even head dimension, got emb_dim/n_heads = {config.emb_dim // config.n_heads}"
-            )
+        if config.head_dim % 2:
+            raise ConfigError(f"rope needs an even head dimension, got emb_dim/n_heads = {config.head_dim}")
+        self.scaling, self.factor = self.validated_scaling()
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+        # YaRN's temperature: both q and k are multiplied by it (through cos and sin), so q·k by its square.
+        self.attention_factor = 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" else 1.0
+
+    def validated_scaling(self) -> tuple[str | None, float]:
+        """Check the options; return the scaling's name (or `None`) and its factor."""
+        unknown = set(self.options) - self.OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown rope option(s) {sorted(unknown)} in position_encoding_kwargs; "
+                f"rope takes {sorted(self.OPTIONS)}"
+            )
+        scaling = self.options.get("scaling")
+        if scaling is not None and scaling not in ROPE_SCALINGS:
+            raise ConfigError(
+                f"unknown rope scaling {scaling!r}; choose one of {sorted(ROPE_SCALINGS)} (or leave it out)"
+            )
+        factor = self.options.get("factor", 1.0)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+            raise ConfigError(
+                f"rope scaling factor must be a number >= 1 (the context extension ratio), got {factor!r}"
+            )
+        if scaling is None and (set(self.options) & (self.OPTIONS - {"theta"})):
+            raise ConfigError(
+                f"rope options {sorted(set(self.options) - {'theta'})} need a scaling method: add "
+                f'"scaling": one of {sorted(ROPE_SCALINGS)}'
+            )
+        original = self.options.get("original_context_length", self.config.context_length)
+        if isinstance(original, bool) or not isinstance(original, int) or original < 1:
+            raise ConfigError(f"rope original_context_length must be a positive integer, got {original!r}")
+        fast, slow = self.options.get("beta_fast", 32.0), self.options.get("beta_slow", 1.0)
+        if not (isinstance(fast, (int, float)) and isinstance(slow, (int, float)) and fast > slow > 0):
+            raise ConfigError(
+                f"rope yarn needs beta_fast > beta_slow > 0, got beta_fast={fast!r}, beta_slow={slow!r}"
+            )
+        return scaling, float(factor)
 
     def frequencies(self) -> torch.Tensor:
-        theta, head_dim = (
-            float(self.options.get("theta", 10000.0)),
-            self.config.emb_dim // self.config.n_heads,
+        theta, head_dim = float(self.options.get("theta", 10000.0)), self.config.head_dim
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
+        if self.scaling is None or self.factor == 1.0:
+            return (theta**-exponents).float()
+        return ROPE_SCALINGS[self.scaling](self, theta, exponents).float()
+
+    def linear(self, theta: float, exponents: torch.Tensor) -> torch.Tensor:
+        # Position interpolation (Chen et al. 2023): positions divided by the factor, i.e. every frequency is.
+        return theta**-exponents / self.factor
+
+    def ntk(self, theta: float, exponents: torch.Tensor) -> torch.Tensor:
+        # "NTK-aware" scaling (bloc97, 2023): a larger base, theta * factor^(d/(d-2)), leaves the fastest
+        # frequency as is (local order stays sharp) and slows the slowest by exactly the factor.
+        d = self.config.head_dim
+        return (theta * self.factor ** (d / (d - 2))) ** -exponents
+
+    def yarn(self, theta: float, exponents: torch.Tensor) -> torch.Tensor:
+        # YaRN (Peng et al. 2023, "NTK-by-parts"): frequencies that turn more than beta_fast times over the
+        # original context are kept (extrapolated), those turning less than beta_slow times are interpolated
+        # (divided by the factor), and a linear ramp over the dimension index blends the ones in between.
+        d, original = (
+            self.config.head_dim,
+            self.options.get("original_context_length", self.config.context_length),
         )
-        return theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        fast, slow = float(self.options.get("beta_fast", 32.0)), float(self.options.get("beta_slow", 1.0))
+
+        def dim_of(rotations: float) -> float:  # the dimension index whose frequency turns `rotations` times
+            return d * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+        low, high = max(math.floor(dim_of(fast)), 0), min(math.ceil(dim_of(slow)), d - 1)
+        if low == high:
+            high += 0.001  # avoid a zero-width ramp
+        ramp = ((torch.arange(d // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+        extrapolated = theta**-exponents
+        keep = 1 - ramp  # 1: high frequencies kept, 0: low frequencies interpolated
+        return extrapolated / self.factor * (1 - keep) + extrapolated * keep
 
     def init_buffers(self):
         init.copy_(self.inv_freq, self.frequencies())
@@ -145,8 +235,16 @@ class RotaryPositionEncoding(PositionEncoding):
         # torch.compile's full graph, and the tables cost (batch, seq, head_dim) ops next to attention's seq^2.
         freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (batch, 1, seq, head_dim/2)
         angles = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = angles.cos().to(query.dtype), angles.sin().to(query.dtype)
+        cos, sin = angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
+        cos, sin = cos.to(query.dtype), sin.to(query.dtype)
         return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
+
+
+ROPE_SCALINGS = {
+    "linear": RotaryPositionEncoding.linear,
+    "ntk": RotaryPositionEncoding.ntk,
+    "yarn": RotaryPositionEncoding.yarn,
+}
 
 
 __all__ = [

@@ -10,7 +10,7 @@ from transformers.cache_utils import StaticCache
 from hfgpt import HFGPTConfig, HFGPTForCausalLM
 from hfgpt.errors import ModelInputError
 
-STRATEGIES = ["learned", "sinusoidal", "rope", "none", "alibi"]  # alibi: the plugin in plugins/hfgpt-alibi
+STRATEGIES = ["learned", "sinusoidal", "rope", "none", "alibi", "t5"]  # alibi, t5: plugins/hfgpt-*
 
 
 def make(position_encoding: str, attn: str = "sdpa", **fields) -> HFGPTForCausalLM:

@@ -132,3 +132,193 @@ def verdict_windows():
     text = default_corpus_path().read_text()  # a word-level vocabulary of 1,132 keeps this fast
     data = window(text, RegexTokenizer.from_corpus(text), max_length=64, stride=64).with_format("torch")
     return data["input_ids"][:16], data["shift_labels"][:16]
+
+
+def test_sinusoidal_scales_the_tokens_by_sqrt_d_model():
+    # Vaswani et al. 2017, section 3.4: token embeddings are multiplied by sqrt(d_model), then sinusoids added.
+    pe = get_position_encoding("sinusoidal")(config(position_encoding="sinusoidal"))
+    x, positions = torch.randn(2, 5, 32), torch.arange(5)[None]
+    sinusoids = pe.embed(torch.zeros_like(x), positions)
+    torch.testing.assert_close(pe.embed(x, positions) - sinusoids, x * math.sqrt(32))
+
+
+@pytest.mark.parametrize(("embed_scale", "drowned"), [(None, False), (1.0, True)])
+def test_sinusoids_do_not_drown_freshly_initialised_token_embeddings(embed_scale, drowned):
+    """The regression behind the fix: at init (std 0.02) the unscaled sum was ~97% position, and sinusoidal
+    trained far worse than learned (val loss 2.86 vs 2.12 on a byte-level stdlib run; scaled: 2.25)."""
+    kwargs = {} if embed_scale is None else {"embed_scale": embed_scale}
+    cfg = HFGPTConfig.from_preset(
+        "small-cpu", vocab_size=100, position_encoding="sinusoidal", position_encoding_kwargs=kwargs
+    )
+    torch.manual_seed(0)
+    model = HFGPTForCausalLM(cfg)
+    tokens = model.transformer.wte(torch.arange(100)[None, :])  # as initialised (std 0.02)
+    pe, positions = model.transformer.position_encoding, torch.arange(100)[None]
+    sinusoids = pe.embed(torch.zeros_like(tokens), positions)
+    token_part = pe.embed(tokens, positions) - sinusoids
+    ratio = (token_part.norm() / sinusoids.norm()).item()  # 0.02 * sqrt(256) / sqrt(1/2) ~ 0.45 when scaled
+    assert (ratio < 0.05) if drowned else (ratio > 0.3)
+
+
+def rope_config(**kwargs):
+    return HFGPTConfig.from_preset(
+        "tiny",
+        vocab_size=60,
+        emb_dim=128,
+        n_heads=2,
+        drop_rate=0.0,
+        position_encoding="rope",
+        position_encoding_kwargs=kwargs,
+    )
+
+
+def plain_inv_freq(d=64, theta=10000.0):
+    return torch.tensor([theta ** (-2 * i / d) for i in range(d // 2)], dtype=torch.float64)
+
+
+def test_linear_scaling_divides_positions_by_the_factor():
+    # Chen et al. 2023 (position interpolation): position m is encoded as m / factor.
+    pe = get_position_encoding("rope")(rope_config(scaling="linear", factor=4.0))
+    torch.testing.assert_close(pe.inv_freq.double(), plain_inv_freq() / 4, rtol=1e-6, atol=0)
+    plain = get_position_encoding("rope")(rope_config())
+    q = torch.randn(1, 2, 3, 64)
+    scaled, _ = pe.rotate(q, q, torch.tensor([[8, 20, 400]]))
+    reference, _ = plain.rotate(q, q, torch.tensor([[2, 5, 100]]))
+    torch.testing.assert_close(scaled, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_ntk_scaling_raises_the_base():
+    # NTK-aware: base' = base * factor^(d / (d - 2)); then theta_i = base'^(-2i/d). d = head_dim = 64.
+    pe = get_position_encoding("rope")(rope_config(scaling="ntk", factor=4.0))
+    torch.testing.assert_close(
+        pe.inv_freq.double(), plain_inv_freq(theta=10000.0 * 4 ** (64 / 62)), rtol=1e-6, atol=0
+    )
+    assert pe.inv_freq[0] == 1.0 and math.isclose(
+        pe.inv_freq[-1].item() * 4, plain_inv_freq()[-1].item(), rel_tol=1e-4
+    )
+
+
+def test_yarn_frequencies_and_temperature_follow_the_paper():
+    """Peng et al. 2023, NTK-by-parts: r_i = L / lambda_i turns of dimension i over the original context L
+    (lambda_i = 2 pi / theta_i). r > beta_fast: kept; r < beta_slow: divided by the factor; in between a linear
+    ramp over the dimension index between the dims where r = beta_fast and r = beta_slow, rounded outwards."""
+    s, L, d = 4.0, 4096, 64
+    pe = get_position_encoding("rope")(rope_config(scaling="yarn", factor=s, original_context_length=L))
+    plain = plain_inv_freq()
+    turns = L * plain / (2 * math.pi)
+    got = pe.inv_freq.double()
+    # Dimension where r = beta: d * ln(L / (2 pi beta)) / (2 ln theta): 10.47 for beta=32, 22.51 for beta=1.
+    low = math.floor(d * math.log(L / (2 * math.pi * 32)) / (2 * math.log(10000)))
+    high = math.ceil(d * math.log(L / (2 * math.pi * 1)) / (2 * math.log(10000)))
+    assert (low, high) == (10, 23)
+    for i in range(d // 2):
+        gamma = min(max((i - low) / (high - low), 0.0), 1.0)  # 0: extrapolate (keep), 1: interpolate
+        expected = (1 - gamma) * plain[i] + gamma * plain[i] / s
+        assert math.isclose(got[i].item(), expected.item(), rel_tol=1e-6)
+        if turns[i] > 32:
+            assert math.isclose(got[i].item(), plain[i].item(), rel_tol=1e-6)
+        if turns[i] < 1:
+            assert math.isclose(got[i].item(), plain[i].item() / s, rel_tol=1e-6)
+    # Temperature: sqrt(1/t) = 0.1 ln(s) + 1 multiplies q and k (position 0: no rotation), so q.k by its square.
+    q, k = torch.randn(1, 2, 1, 64), torch.randn(1, 2, 1, 64)
+    rq, rk = pe.rotate(q, k, torch.zeros(1, 1, dtype=torch.long))
+    torch.testing.assert_close(rq, q * (0.1 * math.log(s) + 1))
+    torch.testing.assert_close((rq * rk).sum(-1), (q * k).sum(-1) * (0.1 * math.log(s) + 1) ** 2)
+
+
+@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn"])
+def test_factor_one_is_plain_rope(scaling):
+    pe = get_position_encoding("rope")(rope_config(scaling=scaling, factor=1.0))
+    plain = get_position_encoding("rope")(rope_config())
+    q, k, pos = torch.randn(2, 2, 5, 64), torch.randn(2, 2, 5, 64), torch.arange(5)[None].repeat(2, 1) * 37
+    for got, expected in zip(pe.rotate(q, k, pos), plain.rotate(q, k, pos), strict=True):
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"scaling": "dynamic", "factor": 2.0},
+            r"unknown rope scaling 'dynamic'; choose one of \['linear', 'ntk', 'yarn'\]",
+        ),
+        ({"scaling": "linear", "factor": 0.5}, r"factor must be a number >= 1.*got 0.5"),
+        ({"scaling": "linear", "factor": "4"}, r"factor must be a number >= 1.*got '4'"),
+        ({"factor": 4.0}, r"rope options \['factor'\] need a scaling method"),
+        ({"scaling": "yarn", "factr": 4.0}, r"unknown rope option\(s\) \['factr'\]"),
+        (
+            {"scaling": "yarn", "factor": 2.0, "original_context_length": 0},
+            "original_context_length must be a positive",
+        ),
+        ({"scaling": "yarn", "factor": 2.0, "beta_fast": 1, "beta_slow": 32}, "beta_fast > beta_slow > 0"),
+    ],
+)
+def test_rope_scaling_options_are_validated(kwargs, message):
+    from hfgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        HFGPTForCausalLM(config(position_encoding="rope", position_encoding_kwargs=kwargs))
+
+
+# Every strategy, old and new, with the options that change its computation.
+EVERY_STRATEGY = [
+    ("learned", {}),
+    ("sinusoidal", {}),
+    ("rope", {}),
+    ("rope", {"scaling": "linear", "factor": 4.0}),
+    ("rope", {"scaling": "ntk", "factor": 4.0}),
+    ("rope", {"scaling": "yarn", "factor": 4.0, "original_context_length": 16}),
+    ("none", {}),
+    ("alibi", {}),  # plugins/hfgpt-alibi
+    ("t5", {"num_buckets": 8, "max_distance": 20}),  # plugins/hfgpt-t5bias
+]
+STRATEGY_IDS = [
+    name + "-" + kw.get("scaling", "") if kw.get("scaling") else name for name, kw in EVERY_STRATEGY
+]
+
+
+def built(name, kwargs):
+    torch.manual_seed(0)
+    model = HFGPTForCausalLM(config(position_encoding=name, position_encoding_kwargs=kwargs)).eval()
+    with torch.no_grad():  # tables away from their init, so a table that is not saved would show
+        for param in model.transformer.position_encoding.parameters():
+            param.normal_()
+    return model
+
+
+@pytest.mark.parametrize(("name", "kwargs"), EVERY_STRATEGY, ids=STRATEGY_IDS)
+def test_every_strategy_generates_the_same_with_and_without_cache_and_after_reload(name, kwargs, tmp_path):
+    model = built(name, kwargs)
+    prompt = torch.randint(0, 60, (2, 6))
+    cached = model.generate(prompt, max_new_tokens=30, do_sample=False)  # 36 tokens: past yarn's original 16
+    assert torch.equal(cached, model.generate(prompt, max_new_tokens=30, do_sample=False, use_cache=False))
+    model.save_pretrained(tmp_path)
+    loaded = HFGPTForCausalLM.from_pretrained(tmp_path).eval()
+    assert (loaded.config.position_encoding, loaded.config.position_encoding_kwargs) == (name, kwargs)
+    torch.testing.assert_close(loaded(cached).logits, model(cached).logits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), EVERY_STRATEGY, ids=STRATEGY_IDS)
+def test_every_strategy_runs_packed_documents_as_separate_ones(name, kwargs):
+    model = built(name, kwargs)
+    documents = [torch.randint(0, 60, (n,)) for n in (5, 9, 4)]
+    packed = torch.cat(documents)[None]
+    positions = torch.cat([torch.arange(len(doc)) for doc in documents])[None]
+    logits = model(packed, position_ids=positions).logits[0]
+    start = 0
+    for doc in documents:
+        alone = model(doc[None]).logits[0]
+        torch.testing.assert_close(logits[start : start + len(doc)], alone, atol=1e-5, rtol=1e-5)
+        start += len(doc)
+
+
+def test_a_scaling_set_at_inference_time_changes_a_plain_rope_model(tmp_path):
+    model = built("rope", {})
+    model.save_pretrained(tmp_path)
+    kwargs = {"scaling": "yarn", "factor": 4.0, "original_context_length": 16}
+    stretched = HFGPTForCausalLM.from_pretrained(tmp_path, position_encoding_kwargs=kwargs).eval()
+    assert stretched.config.position_encoding_kwargs == kwargs
+    torch.testing.assert_close(
+        stretched(torch.arange(40)[None]).logits, built("rope", kwargs)(torch.arange(40)[None]).logits
+    )
+    assert not torch.allclose(stretched(torch.arange(40)[None]).logits, model(torch.arange(40)[None]).logits)
