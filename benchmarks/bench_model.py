@@ -2,9 +2,11 @@
 
 Measured side by side in one run (the models' timing rounds are interleaved A B C A B C ... after warm-up):
 
-    train   tokens/s of one training step (forward + backward + AdamW step), batch 4 x 256 tokens:
-            hfgpt (sdpa), GPT2LMHeadModel (sdpa), hfgpt (eager attention)
-    memory  peak RSS growth over the first training steps, each model in a fresh subprocess
+    train   tokens/s of one training step (forward + backward + AdamW step), batch 4 x 256 tokens (--batch):
+            hfgpt (sdpa), GPT2LMHeadModel (sdpa), hfgpt (eager attention), hfgpt (sdpa) with the plain loss
+            (`loss_chunk_size=0`: full logits; the others use the default chunked loss, `hfgpt.losses`)
+    memory  peak RSS growth over the first training steps, each model in a fresh subprocess, and its ratio to
+            GPT2LMHeadModel's (target for the chunked loss: <= 0.6x at batch 8 x 256)
     decode  greedy `generate(do_sample=False)` tokens/s, prompt 32 tokens + 64 new tokens, batch 1:
             hfgpt with KV cache, hfgpt `use_cache=False`, GPT2LMHeadModel with KV cache
     sanity  `HFGPTForCausalLM.from_gpt2(gpt2)` gives GPT-2's logits and GPT-2's greedy tokens
@@ -13,6 +15,7 @@ Size: vocab 50257, emb 256, 4 layers, 4 heads, context 256, dropout 0.1 (16.1M p
 
     python benchmarks/bench_model.py            # ~3 min on 2 cores
     python benchmarks/bench_model.py --quick    # smoke run
+    python benchmarks/bench_model.py --batch 8 --memory-only   # the memory-lean loss's figure, ~1 min
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ VOCAB, EMB, LAYERS, HEADS, SEQ, BATCH = 50257, 256, 4, 4, 256, 4
 PROMPT, NEW_TOKENS = 32, 64
 
 
-def hfgpt_model(attn_implementation: str = "sdpa"):
+def hfgpt_model(attn_implementation: str = "sdpa", loss_chunk_size: int | None = 1024):
     import hfgpt
 
     config = hfgpt.HFGPTConfig(
@@ -46,6 +49,7 @@ def hfgpt_model(attn_implementation: str = "sdpa"):
         n_layers=LAYERS,
         drop_rate=0.1,
         qkv_bias=True,
+        loss_chunk_size=loss_chunk_size,
     )
     return hfgpt.HFGPTForCausalLM._from_config(config, attn_implementation=attn_implementation)
 
@@ -61,7 +65,9 @@ BUILDERS = {
     "hfgpt (sdpa)": lambda: hfgpt_model("sdpa"),
     "GPT2LMHeadModel (sdpa)": gpt2_model,
     "hfgpt (eager)": lambda: hfgpt_model("eager"),
+    "hfgpt (sdpa, plain loss)": lambda: hfgpt_model("sdpa", loss_chunk_size=0),
 }
+REFERENCE = "GPT2LMHeadModel (sdpa)"
 
 
 def batch_ids(seed: int = 0) -> torch.Tensor:
@@ -116,7 +122,16 @@ def bench_memory(steps: int) -> dict[str, dict[str, int]]:
     out = {}
     for name in BUILDERS:
         result = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name, "--memory-steps", str(steps)],
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                name,
+                "--memory-steps",
+                str(steps),
+                "--batch",
+                str(BATCH),
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -172,15 +187,46 @@ def paired(reference: list[float], times: list[float]) -> float:
     return statistics.median(r / t for r, t in zip(reference, times))
 
 
+def machine_line(command: str) -> str:
+    return (
+        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}, load average "
+        f"{os.getloadavg()[1]:.1f} over the last 5 min), torch {torch.__version__}, "
+        f"`torch.set_num_threads(2)`. Command: `{command}`"
+    )
+
+
+def memory_lines(memory: dict[str, dict[str, int]], args: argparse.Namespace) -> list[str]:
+    """Peak RSS growth per model and its ratio to GPT-2's; the chunked loss (default) is held to <= 0.6x."""
+    ref = memory[REFERENCE]["peak"] - memory[REFERENCE]["before"]
+    lines = [
+        f"Peak memory of a training step, batch {BATCH} x {SEQ} tokens, vocab {VOCAB}, each model in a fresh "
+        f"subprocess over {args.memory_steps} steps:",
+        "",
+        "| model | peak RSS growth, MB | ratio to GPT-2 | target |",
+        "|---|---:|---:|---|",
+    ]
+    for name, m in memory.items():
+        grow = m["peak"] - m["before"]
+        verdict = ""
+        if name in ("hfgpt (sdpa)", "hfgpt (eager)"):  # the chunked loss
+            verdict = f"≤ 0.6×: {'met' if grow / ref <= 0.6 else '**not met**'}"
+        lines.append(f"| {name} | {grow / 2**20:,.0f} | {grow / ref:.2f}× | {verdict} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=12, help="timed training steps per model (interleaved)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps per model")
     parser.add_argument("--gen-rounds", type=int, default=5, help="timed generate() calls per variant")
     parser.add_argument("--memory-steps", type=int, default=3, help="training steps in the memory subprocess")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 1 warm-up step")
+    parser.add_argument("--batch", type=int, default=BATCH, help="sequences of 256 tokens per training step")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory subprocesses")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    BATCH = args.batch  # read by the builders' batches, here and in the memory subprocesses
     if args.memory_child:
         memory_child(args.memory_child, args.memory_steps)
         return
@@ -190,6 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     tokens = BATCH * SEQ
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    command = (
+        "python benchmarks/bench_model.py"
+        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    )
+    if args.memory_only:
+        print("\n".join([machine_line(command), "", *memory_lines(bench_memory(args.memory_steps), args)]))
+        return
 
     gpt2, ours, max_diff, exact = sanity_and_models()
     sanity = (
@@ -204,14 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     print("training done", flush=True)
     memory = bench_memory(args.memory_steps)
 
-    command = (
-        "python benchmarks/bench_model.py"
-        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    )
     lines = [
-        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}, load average "
-        f"{os.getloadavg()[1]:.1f} over the last 5 min), torch {torch.__version__}, "
-        f"`torch.set_num_threads(2)`. Command: `{command}`",
+        machine_line(command),
         f"Model: vocab {VOCAB}, emb {EMB}, {LAYERS} layers, {HEADS} heads, dropout 0.1; batch {BATCH} x {SEQ} tokens.",
         "",
         sanity,
@@ -237,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, label, target in (
         ("hfgpt (sdpa)", "hfgpt sdpa / GPT-2 sdpa", 1.0),
         ("hfgpt (eager)", "hfgpt eager / GPT-2 sdpa", None),
+        ("hfgpt (sdpa, plain loss)", "hfgpt sdpa plain loss / GPT-2 sdpa", None),
     ):
         t = train_times[name]
         med, best = statistics.median(ref) / statistics.median(t), min(ref) / min(t)
@@ -251,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| hfgpt sdpa / hfgpt eager | {statistics.median(eager) / statistics.median(sdpa):.2f}× | "
         f"{min(eager) / min(sdpa):.2f}× | {paired(eager, sdpa):.2f}× | |"
     )
+    lines += ["", *memory_lines(memory, args)]
     lines += [
         "",
         "median: ratio of the median step times; best: of the fastest steps; paired median: median over rounds of "
