@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
 
     gpt2, ours, max_diff, exact = sanity_and_models()
     sanity = (
-        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a 4x256 batch: max |diff| = "
+        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a {BATCH}x{SEQ} batch: max |diff| = "
         f"{max_diff:.2e} ({'bit-identical' if exact else 'allclose atol=1e-4'})"
     )
     print(sanity, flush=True)
