@@ -105,6 +105,18 @@ def bench_train(rounds: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
+def peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, which starts afresh at exec. `getrusage().ru_maxrss` does not: it
+    keeps the parent's peak across fork + exec, so a child spawned by a large parent reports the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )  # no procfs: KiB on Linux, bytes on macOS
+
+
 def memory_child(name: str, steps: int) -> None:
     """In a fresh process: RSS before the first step, then the process's peak RSS over `steps` steps."""
     import psutil
@@ -114,7 +126,7 @@ def memory_child(name: str, steps: int) -> None:
     before = psutil.Process().memory_info().rss
     for _ in range(steps):
         trainer.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     print(json.dumps({"before": before, "peak": peak}))
 
 
@@ -305,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         "median: ratio of the median step times; best: of the fastest steps; paired median: median over rounds of "
         "the ratio between steps run back to back (the most robust to load from other processes).",
         "",
-        "Peak RSS growth: `resource.getrusage().ru_maxrss` (process peak) minus psutil RSS just before the first "
+        "Peak RSS growth: VmHWM from /proc/self/status (process peak) minus psutil RSS just before the first "
         f"step, each model in a fresh subprocess over {args.memory_steps} steps (includes gradients and AdamW state).",
         "",
         f"Greedy generation, prompt {PROMPT} tokens + {NEW_TOKENS} new tokens, batch 1, {args.gen_rounds} interleaved "
