@@ -2,9 +2,11 @@
 
 Measured side by side in one run (the models' timing rounds are interleaved A B C A B C ... after warm-up):
 
-    train   tokens/s of one training step (forward + backward + AdamW step), batch 4 x 256 tokens:
-            hfgpt (sdpa), GPT2LMHeadModel (sdpa), hfgpt (eager attention)
-    memory  peak RSS growth over the first training steps, each model in a fresh subprocess
+    train   tokens/s of one training step (forward + backward + AdamW step), batch 4 x 256 tokens (--batch):
+            hfgpt (sdpa), GPT2LMHeadModel (sdpa), hfgpt (eager attention), hfgpt (sdpa) with the plain loss
+            (`loss_chunk_size=0`: full logits; the others use the default chunked loss, `hfgpt.losses`)
+    memory  peak RSS growth over the first training steps, each model in a fresh subprocess, and its ratio to
+            GPT2LMHeadModel's (target for the chunked loss: <= 0.6x at batch 8 x 256)
     decode  greedy `generate(do_sample=False)` tokens/s, prompt 32 tokens + 64 new tokens, batch 1:
             hfgpt with KV cache, hfgpt `use_cache=False`, GPT2LMHeadModel with KV cache
     sanity  `HFGPTForCausalLM.from_gpt2(gpt2)` gives GPT-2's logits and GPT-2's greedy tokens
@@ -13,6 +15,7 @@ Size: vocab 50257, emb 256, 4 layers, 4 heads, context 256, dropout 0.1 (16.1M p
 
     python benchmarks/bench_model.py            # ~3 min on 2 cores
     python benchmarks/bench_model.py --quick    # smoke run
+    python benchmarks/bench_model.py --batch 8 --memory-only   # the memory-lean loss's figure, ~1 min
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ VOCAB, EMB, LAYERS, HEADS, SEQ, BATCH = 50257, 256, 4, 4, 256, 4
 PROMPT, NEW_TOKENS = 32, 64
 
 
-def hfgpt_model(attn_implementation: str = "sdpa"):
+def hfgpt_model(attn_implementation: str = "sdpa", loss_chunk_size: int | None = 1024):
     import hfgpt
 
     config = hfgpt.HFGPTConfig(
@@ -46,6 +49,7 @@ def hfgpt_model(attn_implementation: str = "sdpa"):
         n_layers=LAYERS,
         drop_rate=0.1,
         qkv_bias=True,
+        loss_chunk_size=loss_chunk_size,
     )
     return hfgpt.HFGPTForCausalLM._from_config(config, attn_implementation=attn_implementation)
 
@@ -61,7 +65,9 @@ BUILDERS = {
     "hfgpt (sdpa)": lambda: hfgpt_model("sdpa"),
     "GPT2LMHeadModel (sdpa)": gpt2_model,
     "hfgpt (eager)": lambda: hfgpt_model("eager"),
+    "hfgpt (sdpa, plain loss)": lambda: hfgpt_model("sdpa", loss_chunk_size=0),
 }
+REFERENCE = "GPT2LMHeadModel (sdpa)"
 
 
 def batch_ids(seed: int = 0) -> torch.Tensor:
@@ -99,6 +105,18 @@ def bench_train(rounds: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
+def peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, which starts afresh at exec. `getrusage().ru_maxrss` does not: it
+    keeps the parent's peak across fork + exec, so a child spawned by a large parent reports the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )  # no procfs: KiB on Linux, bytes on macOS
+
+
 def memory_child(name: str, steps: int) -> None:
     """In a fresh process: RSS before the first step, then the process's peak RSS over `steps` steps."""
     import psutil
@@ -108,7 +126,7 @@ def memory_child(name: str, steps: int) -> None:
     before = psutil.Process().memory_info().rss
     for _ in range(steps):
         trainer.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     print(json.dumps({"before": before, "peak": peak}))
 
 
@@ -116,7 +134,16 @@ def bench_memory(steps: int) -> dict[str, dict[str, int]]:
     out = {}
     for name in BUILDERS:
         result = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name, "--memory-steps", str(steps)],
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                name,
+                "--memory-steps",
+                str(steps),
+                "--batch",
+                str(BATCH),
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -172,15 +199,46 @@ def paired(reference: list[float], times: list[float]) -> float:
     return statistics.median(r / t for r, t in zip(reference, times))
 
 
+def machine_line(command: str) -> str:
+    return (
+        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}, load average "
+        f"{os.getloadavg()[1]:.1f} over the last 5 min), torch {torch.__version__}, "
+        f"`torch.set_num_threads(2)`. Command: `{command}`"
+    )
+
+
+def memory_lines(memory: dict[str, dict[str, int]], args: argparse.Namespace) -> list[str]:
+    """Peak RSS growth per model and its ratio to GPT-2's; the chunked loss (default) is held to <= 0.6x."""
+    ref = memory[REFERENCE]["peak"] - memory[REFERENCE]["before"]
+    lines = [
+        f"Peak memory of a training step, batch {BATCH} x {SEQ} tokens, vocab {VOCAB}, each model in a fresh "
+        f"subprocess over {args.memory_steps} steps:",
+        "",
+        "| model | peak RSS growth, MB | ratio to GPT-2 | target |",
+        "|---|---:|---:|---|",
+    ]
+    for name, m in memory.items():
+        grow = m["peak"] - m["before"]
+        verdict = ""
+        if name in ("hfgpt (sdpa)", "hfgpt (eager)"):  # the chunked loss
+            verdict = f"≤ 0.6×: {'met' if grow / ref <= 0.6 else '**not met**'}"
+        lines.append(f"| {name} | {grow / 2**20:,.0f} | {grow / ref:.2f}× | {verdict} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=12, help="timed training steps per model (interleaved)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps per model")
     parser.add_argument("--gen-rounds", type=int, default=5, help="timed generate() calls per variant")
     parser.add_argument("--memory-steps", type=int, default=3, help="training steps in the memory subprocess")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 1 warm-up step")
+    parser.add_argument("--batch", type=int, default=BATCH, help="sequences of 256 tokens per training step")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory subprocesses")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    BATCH = args.batch  # read by the builders' batches, here and in the memory subprocesses
     if args.memory_child:
         memory_child(args.memory_child, args.memory_steps)
         return
@@ -190,10 +248,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     tokens = BATCH * SEQ
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    command = (
+        "python benchmarks/bench_model.py"
+        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    )
+    if args.memory_only:
+        print("\n".join([machine_line(command), "", *memory_lines(bench_memory(args.memory_steps), args)]))
+        return
 
     gpt2, ours, max_diff, exact = sanity_and_models()
     sanity = (
-        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a 4x256 batch: max |diff| = "
+        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a {BATCH}x{SEQ} batch: max |diff| = "
         f"{max_diff:.2e} ({'bit-identical' if exact else 'allclose atol=1e-4'})"
     )
     print(sanity, flush=True)
@@ -204,14 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     print("training done", flush=True)
     memory = bench_memory(args.memory_steps)
 
-    command = (
-        "python benchmarks/bench_model.py"
-        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    )
     lines = [
-        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}, load average "
-        f"{os.getloadavg()[1]:.1f} over the last 5 min), torch {torch.__version__}, "
-        f"`torch.set_num_threads(2)`. Command: `{command}`",
+        machine_line(command),
         f"Model: vocab {VOCAB}, emb {EMB}, {LAYERS} layers, {HEADS} heads, dropout 0.1; batch {BATCH} x {SEQ} tokens.",
         "",
         sanity,
@@ -237,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, label, target in (
         ("hfgpt (sdpa)", "hfgpt sdpa / GPT-2 sdpa", 1.0),
         ("hfgpt (eager)", "hfgpt eager / GPT-2 sdpa", None),
+        ("hfgpt (sdpa, plain loss)", "hfgpt sdpa plain loss / GPT-2 sdpa", None),
     ):
         t = train_times[name]
         med, best = statistics.median(ref) / statistics.median(t), min(ref) / min(t)
@@ -251,12 +311,13 @@ def main(argv: list[str] | None = None) -> None:
         f"| hfgpt sdpa / hfgpt eager | {statistics.median(eager) / statistics.median(sdpa):.2f}× | "
         f"{min(eager) / min(sdpa):.2f}× | {paired(eager, sdpa):.2f}× | |"
     )
+    lines += ["", *memory_lines(memory, args)]
     lines += [
         "",
         "median: ratio of the median step times; best: of the fastest steps; paired median: median over rounds of "
         "the ratio between steps run back to back (the most robust to load from other processes).",
         "",
-        "Peak RSS growth: `resource.getrusage().ru_maxrss` (process peak) minus psutil RSS just before the first "
+        "Peak RSS growth: VmHWM from /proc/self/status (process peak) minus psutil RSS just before the first "
         f"step, each model in a fresh subprocess over {args.memory_steps} steps (includes gradients and AdamW state).",
         "",
         f"Greedy generation, prompt {PROMPT} tokens + {NEW_TOKENS} new tokens, batch 1, {args.gen_rounds} interleaved "

@@ -48,6 +48,11 @@ class HFGPTConfig(PreTrainedConfig):
         layer_norm_epsilon (`float`, defaults to 1e-5): LayerNorm epsilon.
         initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.
         tie_word_embeddings (`bool`, defaults to `True`): share the token embedding with the LM head (as GPT-2).
+        loss_chunk_size (`int`, *optional*, defaults to 1024): tokens per chunk of the memory-lean training loss.
+            In training mode with `labels` (or `shift_labels`), `HFGPTForCausalLM` fuses the LM head with the
+            cross-entropy chunk by chunk (`hfgpt.losses`), so the `(tokens, vocab_size)` logits are never held at
+            once, and returns `logits=None`. `0` or `None` always computes the full logits and transformers'
+            plain loss. Evaluation mode (`model.eval()`) always returns the logits.
         tokenizer_class (`str`, *optional*): the class of the tokenizer the model was trained with; `AutoTokenizer`
             uses it when a directory's tokenizer_config.json is missing, so it fails instead of loading another.
     """
@@ -77,6 +82,7 @@ class HFGPTConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     tie_word_embeddings: bool = True
+    loss_chunk_size: int | None = 1024
     tokenizer_class: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -128,6 +134,13 @@ class HFGPTConfig(PreTrainedConfig):
             raise ConfigError(
                 "HFGPTConfig.position_encoding_kwargs must be a dict of strategy options, got "
                 f"{self.position_encoding_kwargs!r}"
+            )
+        if self.loss_chunk_size is not None and (
+            not _is_int(self.loss_chunk_size) or self.loss_chunk_size < 0
+        ):
+            raise ConfigError(
+                "HFGPTConfig.loss_chunk_size must be a positive number of tokens, or 0/None for the plain loss, got "
+                f"{self.loss_chunk_size!r}"
             )
         self._check_strategy()
 

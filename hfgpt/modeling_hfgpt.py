@@ -31,6 +31,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
 from hfgpt.errors import ModelInputError, WeightsMismatchError
+from hfgpt.losses import chunked_linear_cross_entropy
 from hfgpt.plugins import get_position_encoding
 from hfgpt.position_encoding import PositionEncoding
 
@@ -431,7 +432,10 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
     """The GPT with a language-modelling head. Generates with `generate()` and a KV cache (dynamic or static).
 
     Loss: `labels` aligned with `input_ids` (transformers' convention; shifted inside, -100 ignored), or
-    `shift_labels`, targets already shifted by one (the book's `target`; see `hfgpt.data`).
+    `shift_labels`, targets already shifted by one (the book's `target`; see `hfgpt.data`). In training mode
+    with targets, the loss is computed chunk by chunk without the full logits (`config.loss_chunk_size`,
+    `hfgpt.losses`) and the output's `logits` is `None`; call `model.eval()` or set `loss_chunk_size=0` to get
+    them. The value and gradients are those of the plain loss.
 
     Args:
         config (`HFGPTConfig`): model hyper-parameters.
@@ -469,24 +473,52 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
-        loss = None
-        if labels is not None or shift_labels is not None:
-            # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
-            # kwargs carries Trainer's num_items_in_batch, which keeps gradient accumulation exact.
-            loss = self.loss_function(
-                logits=logits,
-                labels=labels if labels is not None else shift_labels,
-                shift_labels=shift_labels.contiguous() if shift_labels is not None else None,
-                vocab_size=self.config.vocab_size,
-                **kwargs,
+        loss, logits = None, None
+        if self.uses_chunked_loss(labels, shift_labels, logits_to_keep):
+            # Training: the loss without the (tokens, vocab) logits; nobody trains on logits they never see.
+            loss = chunked_linear_cross_entropy(
+                outputs.last_hidden_state,
+                self.lm_head.weight,  # tied: the gradient reaches transformer.wte.weight
+                labels=labels,
+                shift_labels=shift_labels,
+                chunk_size=self.config.loss_chunk_size,
+                num_items_in_batch=kwargs.get("num_items_in_batch"),
+                ignore_index=kwargs.get("ignore_index", -100),
             )
+        else:
+            logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+            if labels is not None or shift_labels is not None:
+                # shift_labels (targets already shifted, as hfgpt.data makes them) take precedence over labels;
+                # kwargs carries Trainer's num_items_in_batch, which keeps gradient accumulation exact.
+                loss = self.loss_function(
+                    logits=logits,
+                    labels=labels if labels is not None else shift_labels,
+                    shift_labels=shift_labels.contiguous() if shift_labels is not None else None,
+                    vocab_size=self.config.vocab_size,
+                    **kwargs,
+                )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+        )
+
+    def uses_chunked_loss(
+        self,
+        labels: torch.LongTensor | None,
+        shift_labels: torch.LongTensor | None,
+        logits_to_keep: int | torch.Tensor,
+    ) -> bool:
+        """Whether `forward` computes the chunked loss (and returns `logits=None`): in training mode, with
+        targets, a positive `config.loss_chunk_size`, and all positions' logits asked for."""
+        return (
+            self.training
+            and (labels is not None or shift_labels is not None)
+            and bool(self.config.loss_chunk_size)
+            and isinstance(logits_to_keep, int)
+            and logits_to_keep == 0
         )
 
     def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
