@@ -136,7 +136,7 @@ class CompareArguments:
     drop_rate: float | None = _shared("drop_rate")
 
     steps: int = _shared("max_steps", 1500, help="optimizer steps per strategy", flags=("--steps",))
-    batch_size: int = _shared("batch_size", 8)
+    batch_size: int = _shared("batch_size", 4)
     learning_rate: float = _shared("learning_rate", 2e-3)
     weight_decay: float = _shared("weight_decay", 0.1)
     seed: int = _shared("seed", 123)
@@ -218,7 +218,14 @@ class CompareArguments:
 
     def training_settings(self) -> dict[str, Any]:
         """What decides the trained models: a rerun in the same directory must match it to reuse them."""
-        ignored = {"strategies", "eval_lengths", "protocols", "sliding_stride", "eval_tokens", "attention_text"}
+        ignored = {
+            "strategies",
+            "eval_lengths",
+            "protocols",
+            "sliding_stride",
+            "eval_tokens",
+            "attention_text",
+        }
         ignored |= {"output_dir", "show_progress", "num_proc", "cpu", "eval_batch_size"}
         return {key: value for key, value in asdict(self).items() if key not in ignored}
 
@@ -235,7 +242,9 @@ def check_arguments(args: CompareArguments) -> tuple[list[str], list[int], list[
     if "sliding" in protocols:
         check_eval_options(lengths, args.stride())
     if args.sliding_stride is not None and "sliding" not in protocols:
-        raise ConfigError("--sliding-stride is for the sliding protocol: add it to --protocols or leave it out")
+        raise ConfigError(
+            "--sliding-stride is for the sliding protocol: add it to --protocols or leave it out"
+        )
     for name in strategies:
         check_strategies(args.train_arguments(name))  # tokenizer options, model shape, window length
     return strategies, lengths, protocols
@@ -287,7 +296,9 @@ def train_strategy(args: CompareArguments, strategy: str, report: Callable[[str]
     started = time.perf_counter()
     result = train(targs)
     seconds = time.perf_counter() - started
-    report(f"hfgpt compare: {strategy}: trained in {seconds:.0f} s, validation loss {result.final_eval_loss:.3f}")
+    report(
+        f"hfgpt compare: {strategy}: trained in {seconds:.0f} s, validation loss {result.final_eval_loss:.3f}"
+    )
     return StrategyRun(strategy, model_dir, result.history, True, seconds)
 
 
@@ -296,8 +307,12 @@ def held_out_texts(args: CompareArguments):
     from hfgpt.data.sources import load_corpus, split_corpus
 
     column = args.text_column
-    corpus = load_corpus(args.corpus or stdlib_corpus(), text_column=column, skip_bad_files=args.skip_bad_files)
-    corpus = corpus.filter(lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, batch_size=16)
+    corpus = load_corpus(
+        args.corpus or stdlib_corpus(), text_column=column, skip_bad_files=args.skip_bad_files
+    )
+    corpus = corpus.filter(
+        lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, batch_size=16
+    )
     return split_corpus(corpus, args.val_fraction, args.seed, column)[1]
 
 
@@ -339,7 +354,9 @@ def write_csv(rows: list[Row], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["strategy", "eval_length", "protocol", "loss", "perplexity"])
         for row in rows:
-            writer.writerow([row.strategy, row.eval_length, row.protocol, f"{row.loss:.6f}", f"{row.perplexity:.4f}"])
+            writer.writerow(
+                [row.strategy, row.eval_length, row.protocol, f"{row.loss:.6f}", f"{row.perplexity:.4f}"]
+            )
 
 
 # --- plots ---------------------------------------------------------------------------------------------------
@@ -359,10 +376,16 @@ def plot_extrapolation(rows: list[Row], protocols: list[str], train_length: int,
     strategies = list(dict.fromkeys(row.strategy for row in rows))
     for ax, protocol in zip(axes[0], protocols):
         for strategy in strategies:
-            points = sorted((r.eval_length, r.perplexity) for r in rows if r.strategy == strategy and r.protocol == protocol)
+            points = sorted(
+                (r.eval_length, r.perplexity)
+                for r in rows
+                if r.strategy == strategy and r.protocol == protocol
+            )
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=4, label=strategy)
-        ax.axvline(train_length, color="grey", linestyle="--", linewidth=1, label=f"training length {train_length}")
+        ax.axvline(
+            train_length, color="grey", linestyle="--", linewidth=1, label=f"training length {train_length}"
+        )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("evaluation length (tokens)")
@@ -403,18 +426,26 @@ def attention_weights(model_dir: str | Path, text: str, layer: int = -1):
     The model is loaded with eager attention, the only implementation that returns its weights.
     """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    from hfgpt.loading import check_model_dir, load_causal_lm
+    from hfgpt.loading import check_model_dir, check_tokenizer_dir
 
-    _, tokenizer = load_causal_lm(check_model_dir(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager")
+    directory = check_tokenizer_dir(check_model_dir(model_dir))
+    hf_logging.disable_progress_bar()  # one small model: a loading bar is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    finally:
+        hf_logging.enable_progress_bar()
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ConfigError(f"the text {text!r:.60} has no tokens: pass some text")
     limit = getattr(model.transformer.position_encoding, "max_positions", None)
     if limit is not None and len(ids) > limit:
-        raise ConfigError(f"the text has {len(ids)} tokens, more than the model's {limit} positions: shorten it")
+        raise ConfigError(
+            f"the text has {len(ids)} tokens, more than the model's {limit} positions: shorten it"
+        )
     layers = model.config.n_layers
     if not -layers <= layer < layers:
         raise ConfigError(f"--layer must be between 0 and {layers - 1} (or -1 for the last), got {layer}")

@@ -13,7 +13,9 @@ panel per head, or only --head N. Rows sum to 1; the upper triangle is empty (ca
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", metavar="DIR", help="a directory written by `hfgpt train` or `hfgpt compare`")
+    parser.add_argument(
+        "model_dir", metavar="DIR", help="a directory written by `hfgpt train` or `hfgpt compare`"
+    )
     parser.add_argument("text", metavar="TEXT", help="the text to attend over (a few dozen tokens read best)")
     parser.add_argument("--layer", type=int, default=-1, help="layer to draw, from 0 (-1: the last)")
     parser.add_argument("--head", type=int, help="draw only this head (default: every head, one panel each)")
