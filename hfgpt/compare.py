@@ -336,7 +336,8 @@ def evaluate_strategy(
     model.to(default_device())
     text = tokenize_for_eval(tokenizer, held_out, args.text_column)
     # The first `eval_tokens` tokens: long windows cost length/stride forward passes per token when sliding.
-    text = TokenizedText(ids=text.ids[: args.eval_tokens + 1], bytes=text.bytes, documents=text.documents)
+    # bytes=0: the cut falls inside a document, so bits per byte would be wrong; it is not reported.
+    text = TokenizedText(ids=text.ids[: args.eval_tokens + 1], bytes=0, documents=text.documents)
     rows, notes = [], []
     for protocol in protocols:
         stride = args.stride() if protocol == "sliding" else None
