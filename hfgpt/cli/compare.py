@@ -1,0 +1,42 @@
+"""``hfgpt compare``: train one model per positional strategy on the same budget and compare extrapolation."""
+
+from __future__ import annotations
+
+import argparse
+
+from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
+from hfgpt.compare import CompareArguments
+
+HELP = "train one model per positional strategy and compare how they extrapolate past the training length"
+DESCRIPTION = """\
+Train one model per positional strategy (--strategies, built-in or from installed plugins) with identical
+data, data order, seed, size and number of steps, into OUTPUT_DIR/<strategy>/, then score held-out text at
+every evaluation length (default L, 2L, 4L, 8L for the training length L = --max-length) with two
+protocols: non-overlapping windows, and sliding windows every --sliding-stride tokens (default L/2) that
+score only their new tokens. A strategy that cannot encode a length (`learned` past its context length,
+which defaults to L) is reported as such.
+
+Writes OUTPUT_DIR/results.csv (strategy, eval_length, protocol, loss, perplexity), extrapolation.png,
+training_curves.png, attention.png (the last layer's attention per strategy) and report.md (tables,
+settings, wall time and the ALiBi paper's numbers beside them).
+
+Rerun with the same OUTPUT_DIR to reuse the strategies already trained (an interrupted one resumes from its
+checkpoint); changing the training settings there is refused. The defaults (the standard library's *.py
+modules, a BPE tokenizer of 2,048 tokens, 3 layers x 128, L = 64, 1,500 steps of 4 windows) take about
+ten minutes on a 2-core CPU for five strategies.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, CompareArguments)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hfgpt.compare import compare
+
+    result = compare(dataclass_from_namespace(CompareArguments, args))
+    print(f"{len(result.rows)} results in {result.files['results']}; report: {result.files['report']}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wall time {result.seconds:.0f} s")
+    return 0
