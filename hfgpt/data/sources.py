@@ -171,7 +171,10 @@ def load_corpus(
     parts = []
     for builder, files in by_builder.items():
         options = {"sample_by": "document"} if builder == "text" else {}
-        part = load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir, **options)
+        # few rows per write: a row may be a whole book, and datasets buffers writer_batch_size rows
+        part = load_dataset(
+            builder, data_files=files, split="train", cache_dir=cache_dir, writer_batch_size=16, **options
+        )
         if builder == "text" and text_column != "text":
             part = part.rename_column("text", text_column)
         parts.append(check_text_column(part, text_column, f"{builder} file(s) {files[0]}..."))
