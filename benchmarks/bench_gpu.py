@@ -12,7 +12,8 @@ memory of each run (separate processes, so peaks do not mix).
     python benchmarks/bench_gpu.py --quick            # CPU smoke run: tiny models, a few steps, no MFU
 
 MFU counts 6 x parameters x tokens per step plus the attention's 12 x layers x context x width per token
-(the PaLM appendix's estimate), divided by step time and the peak.
+(the PaLM appendix's estimate, `hfgpt.training.mfu`, which `hfgpt train` also uses to print MFU at the end
+of a GPU run), divided by step time and the peak.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
-
 CHILD = r"""
 import json, sys, time
 import torch
@@ -37,6 +36,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback
 
 import hfgpt
 from hfgpt.training.arguments import trainer_arguments
+from hfgpt.training.mfu import model_flops_per_token
 
 spec = json.loads(sys.argv[1])
 cuda = torch.cuda.is_available()
@@ -72,8 +72,7 @@ trainer.train()
 timed = clock.times[spec["warmup"]:]
 seconds = (timed[-1] - clock.times[spec["warmup"] - 1]) / len(timed)
 params = sum(p.numel() for p in model.parameters())
-cfg = model.config
-flops_per_token = 6 * params + 12 * cfg.num_hidden_layers * length * cfg.hidden_size
+flops_per_token = model_flops_per_token(model, length)
 print(json.dumps({"tokens_per_s": batch * length / seconds, "flops_per_s": flops_per_token * batch * length / seconds,
                   "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "params": params}))
 """
@@ -93,9 +92,11 @@ def device_peak(override: float | None) -> tuple[str, float | None]:
 
     if not torch.cuda.is_available():
         return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)", None
+    from hfgpt.training.mfu import peak_flops
+
     name = torch.cuda.get_device_name()
-    peak = override or next((v for key, v in PEAK_BF16_TFLOPS.items() if key in name), None)
-    return name, peak
+    peak = peak_flops(name, override)
+    return name, peak / 1e12 if peak else None
 
 
 def main() -> None:

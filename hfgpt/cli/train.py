@@ -33,9 +33,17 @@ def run(args: argparse.Namespace) -> int:
         ) if value is not None]  # fmt: skip
         print(f"\n{', '.join(losses)}")
         if result.tokens_per_second:
-            print(
-                f"trained on {result.tokens_trained:,} tokens in {result.seconds:.0f} s: {result.tokens_per_second:,.0f} tokens/s"
-            )
+            print(f"trained on {result.tokens_trained:,} tokens in {result.seconds:.0f} s: "
+                  f"{result.tokens_per_second:,.0f} tokens/s{throughput_note(result)}")  # fmt: skip
         print(f"saved to {result.output_dir} (loss curve: {result.output_dir / 'loss_curve.png'})")
         print(f"\nsample: {result.sample}")
     return 0
+
+
+def throughput_note(result) -> str:
+    """", MFU x% of <device>'s bf16 peak" on a GPU whose peak is known; what is missing otherwise."""
+    if result.device is None:
+        return ""
+    if result.mfu is None:
+        return f" on {result.device} (MFU: its bf16 peak is not in hfgpt.training.mfu.PEAK_BF16_TFLOPS)"
+    return f", MFU {result.mfu:.1%} of {result.device}'s bf16 peak (validation time included)"

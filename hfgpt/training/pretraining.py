@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hfgpt.training.arguments import TrainArguments, trainer_arguments
+from hfgpt.training.mfu import cuda_peak_flops, model_flops_per_token
 from hfgpt.training.outputs import (
     check_output_dir,
     finished_run,
@@ -49,10 +50,20 @@ class TrainResult:
     sample: str | None
     tokens_trained: int = 0  # by this call (a resumed run: since the checkpoint)
     seconds: float = 0.0  # of training in this call, validation included
+    flops_per_token: float = 0.0  # the model's training FLOPs per token (`hfgpt.training.mfu`)
+    device: str | None = None  # the CUDA device's name; None on CPU
+    peak_flops: float | None = None  # the dense bf16 peak of all the run's devices together, when known
 
     @property
     def tokens_per_second(self) -> float | None:
         return self.tokens_trained / self.seconds if self.tokens_trained and self.seconds else None
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilisation of this call's training (validation time included), on a known GPU."""
+        if not (self.tokens_per_second and self.peak_flops and self.flops_per_token):
+            return None
+        return self.tokens_per_second * self.flops_per_token / self.peak_flops
 
 
 @dataclass
@@ -310,6 +321,7 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
 
     schedule_evaluation(args, targs, data, processes.num_processes)
     trainer = build_trainer(args, targs, data, callbacks)
+    flops_per_token = model_flops_per_token(trainer.model, data.max_length)  # before any sharding wraps it
     started = time.perf_counter()
     if resume_from is not None and training_finished(Path(resume_from), targs.max_steps):
         restore_final_checkpoint(trainer, Path(resume_from))
@@ -330,6 +342,11 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     trainer.accelerator.wait_for_everyone()
     result = result_of(output_dir, history, sample)
     result.tokens_trained, result.seconds = trained_tokens, seconds
+    result.flops_per_token = flops_per_token
+    gpu = cuda_peak_flops() if trainer.args.device.type == "cuda" else None
+    if gpu is not None:
+        result.device, peak = gpu
+        result.peak_flops = peak * processes.num_processes if peak else None
     return result
 
 
