@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hfgpt.errors import HFGPTError, ModelLoadError
+from hfgpt.errors import ConfigError, HFGPTError, ModelLoadError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -71,15 +71,30 @@ def check_tokenizer_dir(directory: str | Path) -> Path:
     return directory
 
 
-def load_causal_lm(directory: str | Path):
-    """`(model, tokenizer)` from a directory written by `hfgpt train` or `save_pretrained`, checked first."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_causal_lm(directory: str | Path, position_options: dict | None = None):
+    """`(model, tokenizer)` from a directory written by `hfgpt train` or `save_pretrained`, checked first.
+
+    `position_options` are merged into the saved `position_encoding_kwargs` for this load only: options that
+    change no weight, such as a rope model's context extension (`{"scaling": "yarn", "factor": 4.0}`).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     directory = check_tokenizer_dir(check_model_dir(directory))
     hf_logging.disable_progress_bar()  # a few tensors: a bar per load is noise on the command line
     try:
-        return AutoModelForCausalLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory)
+        extra = {}
+        if position_options:
+            config = AutoConfig.from_pretrained(directory)
+            if not hasattr(config, "position_encoding_kwargs"):
+                raise ConfigError(
+                    f"the model in {directory} ({config.model_type}) has no positional-strategy options: "
+                    "leave the position options out"
+                )
+            config.position_encoding_kwargs = {**(config.position_encoding_kwargs or {}), **position_options}
+            extra["config"] = config
+        model = AutoModelForCausalLM.from_pretrained(directory, **extra)
+        return model, AutoTokenizer.from_pretrained(directory)
     except HFGPTError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:

@@ -33,14 +33,25 @@ class PositionEncoding(nn.Module):
 
     Attributes:
         max_positions (`int | None`): the longest sequence the strategy can encode, or `None` for any length.
+        OPTIONS (`frozenset[str] | None`): the option names the strategy takes; any other name in
+            `position_encoding_kwargs` is refused when the model is built. `None` (a strategy that does not
+            declare them) skips the check.
     """
 
     max_positions: int | None = None
+    OPTIONS: frozenset[str] | None = frozenset()
 
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.options = dict(config.position_encoding_kwargs or {})
+        unknown = set(self.options) - self.OPTIONS if self.OPTIONS is not None else set()
+        if unknown:
+            takes = f"takes {sorted(self.OPTIONS)}" if self.OPTIONS else "takes no options"
+            raise ConfigError(
+                f"unknown {config.position_encoding} option(s) {sorted(unknown)} in position_encoding_kwargs; "
+                f"{config.position_encoding} {takes}"
+            )
 
     def init_buffers(self) -> None:
         """Recompute derived, non-persistent buffers (frequency tables, slopes).
@@ -103,6 +114,8 @@ class SinusoidalPositionEncoding(PositionEncoding):
     before this scaling existed need it to load unchanged).
     """
 
+    OPTIONS = frozenset({"base", "embed_scale"})
+
     def __init__(self, config):
         super().__init__(config)
         self.embed_scale = float(self.options.get("embed_scale", config.emb_dim**0.5))
@@ -145,7 +158,7 @@ class RotaryPositionEncoding(PositionEncoding):
             original context.
     """
 
-    OPTIONS = {"theta", "scaling", "factor", "original_context_length", "beta_fast", "beta_slow"}
+    OPTIONS = frozenset({"theta", "scaling", "factor", "original_context_length", "beta_fast", "beta_slow"})
 
     def __init__(self, config):
         super().__init__(config)
@@ -157,13 +170,7 @@ class RotaryPositionEncoding(PositionEncoding):
         self.attention_factor = 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" else 1.0
 
     def validated_scaling(self) -> tuple[str | None, float]:
-        """Check the options; return the scaling's name (or `None`) and its factor."""
-        unknown = set(self.options) - self.OPTIONS
-        if unknown:
-            raise ConfigError(
-                f"unknown rope option(s) {sorted(unknown)} in position_encoding_kwargs; "
-                f"rope takes {sorted(self.OPTIONS)}"
-            )
+        """Check the options' values; return the scaling's name (or `None`) and its factor."""
         scaling = self.options.get("scaling")
         if scaling is not None and scaling not in ROPE_SCALINGS:
             raise ConfigError(

@@ -204,6 +204,8 @@ def test_cli_table_names_a_length_that_cannot_be_encoded(saved, held_out_file, c
         ),
         (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
         (["--stride", "x"], "argument --stride: invalid int value: 'x'"),
+        (["--position-options", "{scaling: yarn}"], "--position-options must be a JSON object"),
+        (["--position-options", '["yarn"]'], "--position-options must be a JSON object ({...})"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -218,6 +220,34 @@ def test_bad_options_exit_2_with_one_line_before_any_work(tmp_path, options, exp
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hfgpt eval: error: "), err
     assert expected in lines[0]
+
+
+def test_cli_stretches_a_rope_model_with_position_options(tokenizer, held_out_file, tmp_path, capsys):
+    # large weights: sharp attention, so the rotation angles visibly change the loss
+    config = _model("rope", tokenizer).config
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    hfgpt.HFGPTForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    path = tmp_path
+    options = {"scaling": "yarn", "factor": 4.0}
+    argv = ["eval", str(path), str(held_out_file), "--lengths", "100", "--json", "--no-progress"]
+    assert main([*argv, "--position-options", json.dumps(options)]) == 0
+    (stretched,) = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    (plain,) = json.loads(capsys.readouterr().out)
+
+    reference = hfgpt.HFGPTForCausalLM.from_pretrained(path, position_encoding_kwargs=options).eval()
+    nats, count = non_overlapping_nats(reference, stream(tokenizer, [HELD_OUT[0]]), 100)
+    assert stretched["loss"] == pytest.approx(nats / count, rel=1e-5)
+    assert abs(stretched["loss"] - plain["loss"]) > 1e-2  # the option reached the model
+
+
+def test_position_options_a_strategy_does_not_take_are_one_line(saved, held_out_file, capsys):
+    argv = ["eval", str(saved["learned"][1]), str(held_out_file), "--no-progress"]
+    assert main([*argv, "--position-options", '{"scaling": "yarn", "factor": 2}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown learned option(s) ['factor', 'scaling']" in err[0]
 
 
 def test_a_missing_model_directory_is_one_line(tmp_path, capsys):

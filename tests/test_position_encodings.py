@@ -260,6 +260,24 @@ def test_rope_scaling_options_are_validated(kwargs, message):
         HFGPTForCausalLM(config(position_encoding="rope", position_encoding_kwargs=kwargs))
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("learned", {"scaling": "yarn"}, r"unknown learned option\(s\) \['scaling'\].*learned takes no options"),
+        ("none", {"theta": 10.0}, r"unknown none option\(s\) \['theta'\]"),
+        ("sinusoidal", {"theta": 10.0}, r"sinusoidal takes \['base', 'embed_scale'\]"),
+        ("alibi", {"factor": 2.0}, r"unknown alibi option\(s\) \['factor'\]"),
+        ("t5", {"buckets": 8}, r"t5 takes \['max_distance', 'num_buckets'\]"),
+    ],
+)
+def test_an_option_a_strategy_does_not_take_is_refused(name, kwargs, message):
+    """A misspelt or misplaced option (a rope scaling given to a learned model) must not be ignored."""
+    from hfgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        HFGPTForCausalLM(config(position_encoding=name, position_encoding_kwargs=kwargs))
+
+
 # Every strategy, old and new, with the options that change its computation.
 EVERY_STRATEGY = [
     ("learned", {}),

@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument(
+        "--position-options",
+        metavar="JSON",
+        help="options of the model's positional strategy for this evaluation, merged into the saved ones, "
+        'e.g. \'{"scaling": "yarn", "factor": 4}\' to stretch a rope model to 4x its training length '
+        "(scalings: linear, ntk, yarn; see docs/positional-encodings.md)",
+    )
+    parser.add_argument(
         "--text-column", default="text", help="the column holding the text in structured files"
     )
     parser.add_argument(
@@ -72,6 +79,20 @@ def parse_lengths(text: str | None) -> list[int] | None:
     return lengths
 
 
+def parse_position_options(text: str | None) -> dict | None:
+    """`--position-options` as a dict: a JSON object, or an error naming the problem."""
+    if text is None:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--position-options must be a JSON object, e.g. '{{\"scaling\": \"yarn\", "
+                          f"\"factor\": 4}}': {exc.msg} in {text!r}") from None  # fmt: skip
+    if not isinstance(options, dict):
+        raise ConfigError(f"--position-options must be a JSON object ({{...}}), got {text!r}")
+    return options
+
+
 def context_length(model) -> int:
     config = model.config
     length = getattr(config, "context_length", None) or getattr(config, "max_position_embeddings", None)
@@ -97,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
     from hfgpt.evaluation import check_eval_options
 
     lengths = check_eval_options(parse_lengths(args.lengths), args.stride, args.batch_size)
+    position_options = parse_position_options(args.position_options)
     from hfgpt.data.sources import load_corpus
     from hfgpt.evaluation import default_device, evaluate, tokenize_for_eval
     from hfgpt.loading import check_model_dir, check_tokenizer_dir, load_causal_lm
 
     check_tokenizer_dir(check_model_dir(args.model_dir))  # a damaged directory fails before the corpus loads
     corpus = load_corpus(args.corpus, text_column=args.text_column)
-    model, tokenizer = load_causal_lm(args.model_dir)
+    model, tokenizer = load_causal_lm(args.model_dir, position_options)
     lengths = check_eval_options(lengths or [context_length(model)], args.stride, args.batch_size)
     text = tokenize_for_eval(tokenizer, corpus, args.text_column)
     device = default_device()
