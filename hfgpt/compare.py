@@ -57,11 +57,10 @@ PAPER_PERPLEXITY = {
 def _shared(name: str, default: Any = None, **changes: Any):
     """A field of `TrainArguments` (its help, group, check), with another default: defined once."""
     source = next(f for f in fields(TrainArguments) if f.name == name)
-    meta = {key: source.metadata[key] for key in ("help", "group", "flags", "check", "choices", "positional")}
-    meta.update(changes)
+    meta = {**source.metadata, **changes}
     if meta["positional"]:
         return option(default_factory=list, **meta)
-    return option(default, negative_flag=source.metadata.get("negative_flag"), **meta)
+    return option(default, **meta)
 
 
 def stdlib_corpus() -> list[str]:
