@@ -130,12 +130,12 @@ def _trainer(
     data: tuple[Any, Any],
     collator,
     *,
-    each_epoch: bool = False,
+    eval_strategy: str = "no",
     compute_metrics=None,
 ):
     """transformers' `Trainer` of a recipe over `data = (train_set, eval_set)`, logging every 5 steps.
 
-    `label` names the target column; with `each_epoch` it also evaluates after every epoch, and
+    `label` names the target column; `eval_strategy="epoch"` also evaluates after every epoch, and
     `compute_metrics` (Trainer's) adds metrics to the loss.
     """
     from transformers import Trainer
@@ -148,7 +148,7 @@ def _trainer(
         learning_rate=settings.learning_rate,
         seed=settings.seed,
         logging_steps=5,
-        **({"eval_strategy": "epoch"} if each_epoch else {}),
+        eval_strategy=eval_strategy,
     )
     train_set, eval_set = data
     return Trainer(
@@ -292,7 +292,7 @@ def finetune_classifier(
             tokenizer,
             data,
             collator,
-            each_epoch=True,
+            eval_strategy="epoch",
             compute_metrics=accuracy,
         )
         trainer.train()
@@ -340,7 +340,7 @@ def finetune_instructions(
         eval_set = build_instruction_dataset([entries[i] for i in eval_idx], tokenizer, max_length)
         collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
         data = (train_set, eval_set)
-        trainer = _trainer(run, workspace, "labels", model, tokenizer, data, collator, each_epoch=True)
+        trainer = _trainer(run, workspace, "labels", model, tokenizer, data, collator, eval_strategy="epoch")
         before = trainer.evaluate()["eval_loss"]
         output = trainer.train()
         metrics = {
