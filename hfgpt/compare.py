@@ -57,11 +57,10 @@ PAPER_PERPLEXITY = {
 def _shared(name: str, default: Any = None, **changes: Any):
     """A field of `TrainArguments` (its help, group, check), with another default: defined once."""
     source = next(f for f in fields(TrainArguments) if f.name == name)
-    meta = {key: source.metadata[key] for key in ("help", "group", "flags", "check", "choices", "positional")}
-    meta.update(changes)
+    meta = {**source.metadata, **changes}
     if meta["positional"]:
         return option(default_factory=list, **meta)
-    return option(default, negative_flag=source.metadata.get("negative_flag"), **meta)
+    return option(default, **meta)
 
 
 def stdlib_corpus() -> list[str]:
@@ -182,39 +181,30 @@ class CompareArguments:
         return self.sliding_stride or max(1, self.max_length // 2)
 
     def train_arguments(self, strategy: str) -> TrainArguments:
-        """The `hfgpt train` run of one strategy: identical for every strategy but `position_encoding`."""
-        model = dict(preset=self.preset)
-        if self.preset == COMPARE_PRESET:
-            model = dict(COMPARE_MODEL)
-        for name in ("emb_dim", "n_heads", "n_layers", "drop_rate"):
-            if getattr(self, name) is not None:
-                model[name] = getattr(self, name)
-        return TrainArguments(
+        """The `hfgpt train` run of one strategy: identical for every strategy but `position_encoding`.
+
+        Every field that `TrainArguments` also has is passed on as it is (`steps` as `max_steps`); then the
+        corpus, vocabulary, context length, output directory and sample get the comparison's values, and the
+        `compare` preset becomes `COMPARE_MODEL` (sizes given explicitly still win).
+        """
+        train_fields = {f.name for f in fields(TrainArguments)}
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name in train_fields}
+        context_length = self.context_length or self.max_length
+        settings.update(
             corpus=self.corpus or stdlib_corpus(),
-            text_column=self.text_column,
-            tokenizer=self.tokenizer,
             vocab_size=self.vocab_size if self.tokenizer == "bpe" else None,
-            max_length=self.max_length,
-            val_fraction=self.val_fraction,
-            skip_bad_files=self.skip_bad_files,
-            num_proc=self.num_proc,
             position_encoding=strategy,
-            context_length=self.context_length or self.max_length,
+            context_length=context_length,
             output_dir=str(Path(self.output_dir) / strategy),
             max_steps=self.steps,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            eval_every=self.eval_every,
-            eval_batch_size=self.eval_batch_size,
-            max_eval_tokens=self.max_eval_tokens,
-            cpu=self.cpu,
-            show_progress=self.show_progress,
             prompt="def",
-            max_new_tokens=max(1, min(20, (self.context_length or self.max_length) // 2)),
-            **model,
+            max_new_tokens=max(1, min(20, context_length // 2)),
         )
+        if self.preset == COMPARE_PRESET:
+            for name, value in COMPARE_MODEL.items():
+                if name == "preset" or settings[name] is None:
+                    settings[name] = value
+        return TrainArguments(**settings)
 
     def training_settings(self) -> dict[str, Any]:
         """What decides the trained models: a rerun in the same directory must match it to reuse them."""

@@ -13,45 +13,50 @@ import torch
 from hfgpt.configuration_hfgpt import HFGPTConfig
 from hfgpt.errors import ConfigError, ModelLoadError
 
+# hfgpt module -> (GPT-2 module, whether GPT-2 stores it as a Conv1D) for each block; a Conv1D's weight is
+# transposed, biases and layer norms are copied as they are.
+BLOCK_MODULES = {
+    "ln_1": ("ln_1", False),
+    "attn.qkv": ("attn.c_attn", True),
+    "attn.out_proj": ("attn.c_proj", True),
+    "ln_2": ("ln_2", False),
+    "mlp.fc": ("mlp.c_fc", True),
+    "mlp.proj": ("mlp.c_proj", True),
+}
 # hfgpt name -> (GPT-2 name, transpose?) for each block
 BLOCK_WEIGHTS = {
-    "ln_1.weight": ("ln_1.weight", False),
-    "ln_1.bias": ("ln_1.bias", False),
-    "attn.qkv.weight": ("attn.c_attn.weight", True),
-    "attn.qkv.bias": ("attn.c_attn.bias", False),
-    "attn.out_proj.weight": ("attn.c_proj.weight", True),
-    "attn.out_proj.bias": ("attn.c_proj.bias", False),
-    "ln_2.weight": ("ln_2.weight", False),
-    "ln_2.bias": ("ln_2.bias", False),
-    "mlp.fc.weight": ("mlp.c_fc.weight", True),
-    "mlp.fc.bias": ("mlp.c_fc.bias", False),
-    "mlp.proj.weight": ("mlp.c_proj.weight", True),
-    "mlp.proj.bias": ("mlp.c_proj.bias", False),
+    f"{ours}.{param}": (f"{theirs}.{param}", conv1d and param == "weight")
+    for ours, (theirs, conv1d) in BLOCK_MODULES.items()
+    for param in ("weight", "bias")
 }
+
+# HFGPTConfig field -> the GPT2Config attribute it takes its value from
+CONFIG_FIELDS = {
+    "vocab_size": "vocab_size",
+    "context_length": "n_positions",
+    "emb_dim": "n_embd",
+    "n_heads": "n_head",
+    "n_layers": "n_layer",
+    "drop_rate": "resid_pdrop",
+    "layer_norm_epsilon": "layer_norm_epsilon",
+    "initializer_range": "initializer_range",
+    "tie_word_embeddings": "tie_word_embeddings",
+    "bos_token_id": "bos_token_id",
+    "eos_token_id": "eos_token_id",
+}
+# What every converted GPT-2 is, whatever its size
+GPT2_FIXED = dict(qkv_bias=True, position_encoding="learned", tokenizer_class="GPT2BPETokenizer")
 
 
 def config_from_gpt2(gpt2_config, **overrides) -> HFGPTConfig:
+    """The `HFGPTConfig` of a GPT-2 checkpoint (`CONFIG_FIELDS` and `GPT2_FIXED`), plus `overrides` of the
+    fields the checkpoint does not decide (e.g. `loss_chunk_size`)."""
     if gpt2_config.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ConfigError(
             f"GPT-2 checkpoint uses activation {gpt2_config.activation_function!r}; hfgpt implements GPT-2's tanh GELU only"
         )
-    return HFGPTConfig(
-        vocab_size=gpt2_config.vocab_size,
-        context_length=gpt2_config.n_positions,
-        emb_dim=gpt2_config.n_embd,
-        n_heads=gpt2_config.n_head,
-        n_layers=gpt2_config.n_layer,
-        drop_rate=gpt2_config.resid_pdrop,
-        qkv_bias=True,
-        position_encoding="learned",
-        layer_norm_epsilon=gpt2_config.layer_norm_epsilon,
-        initializer_range=gpt2_config.initializer_range,
-        tie_word_embeddings=gpt2_config.tie_word_embeddings,
-        bos_token_id=gpt2_config.bos_token_id,
-        eos_token_id=gpt2_config.eos_token_id,
-        tokenizer_class="GPT2BPETokenizer",
-        **overrides,
-    )
+    fields = {ours: getattr(gpt2_config, theirs) for ours, theirs in CONFIG_FIELDS.items()}
+    return HFGPTConfig(**fields, **GPT2_FIXED, **overrides)
 
 
 def gpt2_to_hfgpt(model_or_path, **config_overrides):

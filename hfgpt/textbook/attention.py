@@ -79,7 +79,29 @@ def _scaled_weights(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores / math.sqrt(keys.shape[-1]), dim=-1)
 
 
-class SelfAttentionV1(nn.Module):
+class _SelfAttention(nn.Module):
+    """What `SelfAttentionV1` and `SelfAttentionV2` share: everything after the projections (`project`)."""
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of `x`, each `(..., num_tokens, d_out)`."""
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Project to queries, keys and values, weight the values by scaled query-key similarity.
+
+        Args:
+            x (`torch.Tensor` of shape `(..., num_tokens, d_in)`): token embeddings.
+            return_weights (`bool`, defaults to `False`): also return the `(..., num_tokens, num_tokens)` weights.
+        """
+        queries, keys, values = self.project(x)  # each (..., num_tokens, d_out)
+        weights = _scaled_weights(queries, keys)  # (..., num_tokens, num_tokens)
+        context = weights @ values  # (..., num_tokens, d_out)
+        return (context, weights) if return_weights else context
+
+
+class SelfAttentionV1(_SelfAttention):
     """Self-attention with trainable query, key and value matrices stored as plain `nn.Parameter`s.
 
     Each token is projected three ways: its *query* asks "what am I looking for?", its *key* answers
@@ -101,28 +123,17 @@ class SelfAttentionV1(nn.Module):
         self.W_key = nn.Parameter(torch.rand(d_in, d_out))
         self.W_value = nn.Parameter(torch.rand(d_in, d_out))
 
-    def forward(
-        self, x: torch.Tensor, return_weights: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Project to queries, keys and values, weight the values by scaled query-key similarity.
-
-        Args:
-            x (`torch.Tensor` of shape `(..., num_tokens, d_in)`): token embeddings.
-            return_weights (`bool`, defaults to `False`): also return the `(..., num_tokens, num_tokens)` weights.
-        """
-        queries = x @ self.W_query  # (..., num_tokens, d_out)
-        keys = x @ self.W_key  # (..., num_tokens, d_out)
-        values = x @ self.W_value  # (..., num_tokens, d_out)
-        weights = _scaled_weights(queries, keys)  # (..., num_tokens, num_tokens)
-        context = weights @ values  # (..., num_tokens, d_out)
-        return (context, weights) if return_weights else context
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`x @ W` for each of the three matrices."""
+        return x @ self.W_query, x @ self.W_key, x @ self.W_value
 
 
-class SelfAttentionV2(nn.Module):
+class SelfAttentionV2(_SelfAttention):
     """`SelfAttentionV1` with `nn.Linear` projections: same maths, better initialisation, optional bias.
 
     `nn.Linear` stores its weight as `(d_out, d_in)` and computes `x @ weight.T`, so a V1 module with
-    `W_query = W_query_linear.weight.T` (and likewise for keys and values) gives identical outputs.
+    `W_query = W_query_linear.weight.T` (and likewise for keys and values) gives identical outputs. Only the
+    projections differ (`project`); the attention itself is V1's.
 
     Args:
         d_in (`int`): size of the input embeddings.
@@ -136,21 +147,9 @@ class SelfAttentionV2(nn.Module):
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
 
-    def forward(
-        self, x: torch.Tensor, return_weights: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Same computation as `SelfAttentionV1`, with `nn.Linear` projections.
-
-        Args:
-            x (`torch.Tensor` of shape `(..., num_tokens, d_in)`): token embeddings.
-            return_weights (`bool`, defaults to `False`): also return the `(..., num_tokens, num_tokens)` weights.
-        """
-        queries = self.W_query(x)  # (..., num_tokens, d_out)
-        keys = self.W_key(x)  # (..., num_tokens, d_out)
-        values = self.W_value(x)  # (..., num_tokens, d_out)
-        weights = _scaled_weights(queries, keys)  # (..., num_tokens, num_tokens)
-        context = weights @ values  # (..., num_tokens, d_out)
-        return (context, weights) if return_weights else context
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each `nn.Linear` applied to `x`."""
+        return self.W_query(x), self.W_key(x), self.W_value(x)
 
 
 def _causal_mask(context_length: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 * `arguments`: `TrainArguments`, every `hfgpt train` option defined once; `trainer_arguments()`.
 * `pretraining`: `train()`, corpus to published model.
-* `finetuning`: continued pretraining, classification and instruction tuning.
+* `finetuning`: continued pretraining, classification and instruction tuning; `RecipeSettings`.
 * `outputs`: output-directory safety (staging, publishing, resuming).
 * `plots`: the loss curve.
 """
@@ -17,6 +17,7 @@ __getattr__, __dir__ = lazy_exports(
         "TrainResult": "hfgpt.training.pretraining",
         "train": "hfgpt.training.pretraining",
         "FinetuneResult": "hfgpt.training.finetuning",
+        "RecipeSettings": "hfgpt.training.finetuning",
         "continue_pretraining": "hfgpt.training.finetuning",
         "finetune_classifier": "hfgpt.training.finetuning",
         "finetune_instructions": "hfgpt.training.finetuning",

@@ -52,6 +52,7 @@ def option(
     choices: tuple[str, ...] | None = None,
     positional: bool = False,
     negative_flag: str | None = None,
+    preset_override: bool = False,
     default_factory: Any = MISSING,
 ):
     """A dataclass field that is also a command-line option (see `hfgpt.cli.options`).
@@ -64,6 +65,7 @@ def option(
         choices: the allowed values.
         positional: a positional argument taking any number of values (a list field).
         negative_flag: for a bool that defaults to True, the flag that turns it off (`--no-progress`).
+        preset_override: a model field that replaces the size preset's value when given (see `preset_override`).
     """
     metadata = dict(
         help=help,
@@ -73,8 +75,16 @@ def option(
         choices=choices,
         positional=positional,
         negative_flag=negative_flag,
+        preset_override=preset_override,
     )
     return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def preset_override(what: str, check=positive):
+    """A model option that replaces the size preset's `what` when given (`TrainArguments.model_overrides`)."""
+    return option(
+        None, group="model", check=check, help=f"override the preset's {what}", preset_override=True
+    )
 
 
 def flag_of(f) -> str:
@@ -175,21 +185,11 @@ class TrainArguments:
     position_encoding: str = option(
         "learned", group="model", check=not_empty, help="positional strategy (see `hfgpt plugins`)"
     )
-    context_length: int | None = option(
-        None, group="model", check=positive, help="override the preset's context length"
-    )
-    emb_dim: int | None = option(
-        None, group="model", check=positive, help="override the preset's embedding width"
-    )
-    n_heads: int | None = option(
-        None, group="model", check=positive, help="override the preset's attention heads"
-    )
-    n_layers: int | None = option(
-        None, group="model", check=positive, help="override the preset's layer count"
-    )
-    drop_rate: float | None = option(
-        None, group="model", check=probability, help="override the preset's dropout rate"
-    )
+    context_length: int | None = preset_override("context length")
+    emb_dim: int | None = preset_override("embedding width")
+    n_heads: int | None = preset_override("attention heads")
+    n_layers: int | None = preset_override("layer count")
+    drop_rate: float | None = preset_override("dropout rate", check=probability)
 
     # training
     output_dir: str = option(
@@ -264,7 +264,7 @@ class TrainArguments:
 
     def model_overrides(self) -> dict[str, Any]:
         """The model fields given explicitly, replacing the preset's."""
-        names = ("context_length", "emb_dim", "n_heads", "n_layers", "drop_rate")
+        names = [f.name for f in fields(self) if f.metadata.get("preset_override")]
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def tokenizer_options(self) -> dict[str, Any]:

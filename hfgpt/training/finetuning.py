@@ -7,6 +7,10 @@ Three recipes, each a function that loads, trains, evaluates and (optionally) sa
   head reads the hidden state of the last real token, so batches are padded per batch.
 * `finetune_instructions` - Alpaca-style instruction tuning, scored only on the response and EOS.
 
+Each takes its training settings (`epochs`, `batch_size`, `learning_rate`, `seed`, `overwrite`) as keyword
+arguments, defined once by `RecipeSettings`; each recipe has its own defaults (`CONTINUE_PRETRAINING`,
+`CLASSIFIER`, `INSTRUCTIONS`).
+
 They share pretraining's machinery: `trainer_arguments` (device rule, `label_names`), the output-directory
 safety of `hfgpt.training.outputs` (a saved model is replaced only by a finished one) and transformers'
 collators. The datasets they train on are built by `hfgpt.data.finetuning`.
@@ -20,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,37 @@ from hfgpt.data.finetuning import (
 from hfgpt.loading import load_causal_lm
 from hfgpt.training.arguments import trainer_arguments
 from hfgpt.training.outputs import check_output_dir, mark_complete, publish, recover, staging_dir
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """How a recipe trains: the keyword arguments every recipe takes.
+
+    Attributes:
+        epochs: passes over the training data.
+        batch_size: rows (windows, messages or entries) per step and device.
+        learning_rate: AdamW's learning rate, constant over the run.
+        seed: seeds the model's new weights, the data order and the held-out split.
+        overwrite: replace a model already saved in `output_dir` (once the new one is finished).
+    """
+
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    seed: int = 123
+    overwrite: bool = False
+
+    def updated(self, recipe: str, changes: dict[str, Any]) -> RecipeSettings:
+        """These settings with the keyword arguments a call of `recipe` gave (an unknown one: TypeError)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"{recipe}() got unexpected keyword arguments: {', '.join(unknown)}")
+        return replace(self, **changes)
+
+
+CONTINUE_PRETRAINING = RecipeSettings(epochs=3.0, batch_size=4, learning_rate=5e-4)
+CLASSIFIER = RecipeSettings(epochs=5.0, batch_size=8, learning_rate=1e-3)
+INSTRUCTIONS = RecipeSettings(epochs=5.0, batch_size=4, learning_rate=5e-4)
 
 
 @dataclass
@@ -86,16 +121,44 @@ def _save(trainer, tokenizer, staging: Path, output_dir: str | Path | None) -> P
     return Path(output_dir)
 
 
-def _recipe_arguments(workspace: Path, label: str, epochs, batch_size, learning_rate, seed, **extra):
-    return trainer_arguments(
+def _trainer(
+    settings: RecipeSettings,
+    workspace: Path,
+    label: str,
+    model,
+    tokenizer,
+    data: tuple[Any, Any],
+    collator,
+    *,
+    eval_strategy: str = "no",
+    compute_metrics=None,
+):
+    """transformers' `Trainer` of a recipe over `data = (train_set, eval_set)`, logging every 5 steps.
+
+    `label` names the target column; `eval_strategy="epoch"` also evaluates after every epoch, and
+    `compute_metrics` (Trainer's) adds metrics to the loss.
+    """
+    from transformers import Trainer
+
+    args = trainer_arguments(
         str(workspace),
         label_names=[label],
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
         logging_steps=5,
-        **extra,
+        eval_strategy=eval_strategy,
+    )
+    train_set, eval_set = data
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
     )
 
 
@@ -119,12 +182,8 @@ def continue_pretraining(
     corpus: Any,
     output_dir: str | Path | None = None,
     *,
-    epochs: float = 3.0,
-    batch_size: int = 4,
-    learning_rate: float = 5e-4,
     max_length: int | None = None,
-    seed: int = 123,
-    overwrite: bool = False,
+    **settings: Any,
 ) -> FinetuneResult:
     """Train a saved `HFGPTForCausalLM` further on `corpus` with its own tokenizer.
 
@@ -133,27 +192,24 @@ def continue_pretraining(
         corpus: anything `hfgpt.data.window` takes: a text, a list of texts, a `pathlib.Path`, a dataset.
         output_dir: where to save the result (`None`: keep it in memory only).
         max_length: window length; default the model's context length.
+        settings: `epochs`, `batch_size`, `learning_rate`, `seed`, `overwrite` (see `RecipeSettings`);
+            defaults `CONTINUE_PRETRAINING`: 3 epochs, batches of 4, learning rate 5e-4, seed 123.
 
     Returns `FinetuneResult` with `metrics["loss_before"]` and `metrics["loss_after"]`: the mean loss of the
     model on all windows of `corpus` before and after the extra training.
     """
-    from transformers import Trainer, default_data_collator, set_seed
+    from transformers import default_data_collator, set_seed
 
     from hfgpt.data.windows import window
 
-    with _workspace(output_dir, overwrite) as workspace:
-        set_seed(seed)
+    run = CONTINUE_PRETRAINING.updated("continue_pretraining", settings)
+    with _workspace(output_dir, run.overwrite) as workspace:
+        set_seed(run.seed)
         model, tokenizer = load_causal_lm(model_dir)
         max_length = max_length or model.config.context_length
         windows = window(corpus, tokenizer, max_length=max_length, stride=max_length)
-        trainer = Trainer(
-            model=model,
-            args=_recipe_arguments(workspace, "shift_labels", epochs, batch_size, learning_rate, seed),
-            train_dataset=windows,
-            eval_dataset=windows,
-            processing_class=tokenizer,
-            data_collator=default_data_collator,
-        )
+        data = (windows, windows)
+        trainer = _trainer(run, workspace, "shift_labels", model, tokenizer, data, default_data_collator)
         before = trainer.evaluate()["eval_loss"]
         trainer.train()
         after = trainer.evaluate()["eval_loss"]
@@ -169,12 +225,8 @@ def finetune_classifier(
     output_dir: str | Path | None = None,
     *,
     tokenizer: Any = None,
-    epochs: float = 5.0,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
     eval_fraction: float = 0.2,
-    seed: int = 123,
-    overwrite: bool = False,
+    **settings: Any,
 ) -> FinetuneResult:
     """Fine-tune `HFGPTForSequenceClassification` on a CSV of `text,label` rows and report accuracy.
 
@@ -185,25 +237,28 @@ def finetune_classifier(
         tokenizer: with a config only: a tokenizer object or a strategy name (default `"regex"`, built on the
             training texts). `config.vocab_size` is set to its size.
         eval_fraction: share of rows held out (shuffled with `seed`) to measure accuracy on.
+        settings: `epochs`, `batch_size`, `learning_rate`, `seed`, `overwrite` (see `RecipeSettings`);
+            defaults `CLASSIFIER`: 5 epochs, batches of 8, learning rate 1e-3, seed 123.
 
     Returns `FinetuneResult` whose metrics hold `eval_accuracy`, `train_accuracy` and `majority_rate` (the
     accuracy of always answering the most frequent label of the training split, the bar to beat).
     """
     from collections import Counter
 
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
+    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
     from hfgpt.configuration_hfgpt import HFGPTConfig
     from hfgpt.modeling_hfgpt import HFGPTForSequenceClassification
     from hfgpt.tokenization.strategies import build_tokenizer
 
-    with _workspace(output_dir, overwrite) as workspace:
+    run = CLASSIFIER.updated("finetune_classifier", settings)
+    with _workspace(output_dir, run.overwrite) as workspace:
         texts, names = read_labelled_csv(csv_path)
         label_names = sorted(set(names))
         label2id = {name: i for i, name in enumerate(label_names)}
         label_ids = [label2id[name] for name in names]
-        train_idx, eval_idx = split_indices(len(texts), eval_fraction, seed)
-        set_seed(seed)
+        train_idx, eval_idx = split_indices(len(texts), eval_fraction, run.seed)
+        set_seed(run.seed)
 
         head = dict(num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id=label2id)
         if isinstance(model_dir_or_config, HFGPTConfig):
@@ -228,15 +283,16 @@ def finetune_classifier(
         pick = lambda idx: ([texts[i] for i in idx], [label_ids[i] for i in idx])  # noqa: E731
         train_set = build_classification_dataset(*pick(train_idx), tokenizer, max_length)
         eval_set = build_classification_dataset(*pick(eval_idx), tokenizer, max_length)
-        trainer = Trainer(
-            model=model,
-            args=_recipe_arguments(
-                workspace, "labels", epochs, batch_size, learning_rate, seed, eval_strategy="epoch"
-            ),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
+        collator, data = DataCollatorWithPadding(tokenizer), (train_set, eval_set)
+        trainer = _trainer(
+            run,
+            workspace,
+            "labels",
+            model,
+            tokenizer,
+            data,
+            collator,
+            eval_strategy="epoch",
             compute_metrics=accuracy,
         )
         trainer.train()
@@ -255,12 +311,8 @@ def finetune_instructions(
     json_path: str | Path,
     output_dir: str | Path | None = None,
     *,
-    epochs: float = 5.0,
-    batch_size: int = 4,
-    learning_rate: float = 5e-4,
     eval_fraction: float = 0.1,
-    seed: int = 123,
-    overwrite: bool = False,
+    **settings: Any,
 ) -> FinetuneResult:
     """Instruction-tune a saved `HFGPTForCausalLM` on an Alpaca-style JSON file; loss on responses only.
 
@@ -269,30 +321,26 @@ def finetune_instructions(
         json_path: a JSON list of `{"instruction", "input", "output"}` objects (see `load_instructions`).
         eval_fraction: share of entries held out (shuffled with `seed`); `metrics["eval_loss"]` is measured on
             them, and `metrics["held_out"]` lists their indices in the file so callers can try them.
+        settings: `epochs`, `batch_size`, `learning_rate`, `seed`, `overwrite` (see `RecipeSettings`);
+            defaults `INSTRUCTIONS`: 5 epochs, batches of 4, learning rate 5e-4, seed 123.
 
     Returns `FinetuneResult` with `eval_loss_before`, `eval_loss` and `train_loss` in `metrics`.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, set_seed
 
-    with _workspace(output_dir, overwrite) as workspace:
-        set_seed(seed)
+    run = INSTRUCTIONS.updated("finetune_instructions", settings)
+    with _workspace(output_dir, run.overwrite) as workspace:
+        set_seed(run.seed)
         entries = load_instructions(json_path)
         model, tokenizer = load_causal_lm(model_dir)
         tokenizer = _with_pad_token(tokenizer)
-        train_idx, eval_idx = split_indices(len(entries), eval_fraction, seed)
+        train_idx, eval_idx = split_indices(len(entries), eval_fraction, run.seed)
         max_length = model.config.context_length
         train_set = build_instruction_dataset([entries[i] for i in train_idx], tokenizer, max_length)
         eval_set = build_instruction_dataset([entries[i] for i in eval_idx], tokenizer, max_length)
-        trainer = Trainer(
-            model=model,
-            args=_recipe_arguments(
-                workspace, "labels", epochs, batch_size, learning_rate, seed, eval_strategy="epoch"
-            ),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            processing_class=tokenizer,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
-        )
+        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
+        data = (train_set, eval_set)
+        trainer = _trainer(run, workspace, "labels", model, tokenizer, data, collator, eval_strategy="epoch")
         before = trainer.evaluate()["eval_loss"]
         output = trainer.train()
         metrics = {
@@ -306,7 +354,11 @@ def finetune_instructions(
 
 
 __all__ = [
+    "CLASSIFIER",
+    "CONTINUE_PRETRAINING",
     "FinetuneResult",
+    "INSTRUCTIONS",
+    "RecipeSettings",
     "accuracy",
     "continue_pretraining",
     "finetune_classifier",
