@@ -103,6 +103,12 @@ class CompareArguments:
         check=positive,
         help="stride of the sliding protocol, at most the shortest evaluation length (default: L/2)",
     )
+    rope_scalings: str = option(
+        "",
+        group="comparison",
+        help="context extensions to evaluate the trained rope model with, comma-separated: linear, ntk, yarn; "
+        "each is a series `rope+<name>` stretched to every evaluation length (factor = length / L)",
+    )
     eval_tokens: int = option(
         16_384,
         group="comparison",
@@ -177,6 +183,18 @@ class CompareArguments:
             )
         return sorted(set(lengths))
 
+    def scaling_list(self) -> list[str]:
+        from hfgpt.position_encoding import ROPE_SCALINGS
+
+        names = list(dict.fromkeys(name.strip() for name in self.rope_scalings.split(",") if name.strip()))
+        bad = [name for name in names if name not in ROPE_SCALINGS]
+        if bad:
+            raise ConfigError(
+                f"--rope-scalings must be a comma-separated subset of {','.join(ROPE_SCALINGS)}, "
+                f"got {self.rope_scalings!r}"
+            )
+        return names
+
     def stride(self) -> int:
         return self.sliding_stride or max(1, self.max_length // 2)
 
@@ -215,6 +233,7 @@ class CompareArguments:
             "sliding_stride",
             "eval_tokens",
             "attention_text",
+            "rope_scalings",
         }
         ignored |= {"output_dir", "show_progress", "num_proc", "cpu", "eval_batch_size"}
         return {key: value for key, value in asdict(self).items() if key not in ignored}
@@ -235,6 +254,8 @@ def check_arguments(args: CompareArguments) -> tuple[list[str], list[int], list[
         raise ConfigError(
             "--sliding-stride is for the sliding protocol: add it to --protocols or leave it out"
         )
+    if args.scaling_list() and "rope" not in strategies:
+        raise ConfigError("--rope-scalings stretch the rope model: add rope to --strategies or leave them out")
     for name in strategies:
         check_strategies(args.train_arguments(name))  # tokenizer options, model shape, window length
     return strategies, lengths, protocols
@@ -316,27 +337,43 @@ class Row:
 
 
 def evaluate_strategy(
-    args: CompareArguments, run: StrategyRun, held_out, lengths: list[int], protocols: list[str]
+    args: CompareArguments,
+    run: StrategyRun,
+    held_out,
+    lengths: list[int],
+    protocols: list[str],
+    scaling: str | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Rows for every encodable (length, protocol), and one note per length the strategy cannot encode."""
+    """Rows for every encodable (length, protocol), and one note per length the strategy cannot encode.
+
+    With `scaling` (a rope model only) the rows are the series `rope+<scaling>`: at each length the model is
+    loaded stretched by `factor = length / L` (1 at L and below), which changes no weight.
+    """
     from hfgpt.evaluation import TokenizedText, default_device, evaluate, tokenize_for_eval
     from hfgpt.loading import load_causal_lm
 
-    model, tokenizer = load_causal_lm(run.model_dir)
-    model.to(default_device())
-    text = tokenize_for_eval(tokenizer, held_out, args.text_column)
-    # The first `eval_tokens` tokens: long windows cost length/stride forward passes per token when sliding.
-    # bytes=0: the cut falls inside a document, so bits per byte would be wrong; it is not reported.
-    text = TokenizedText(ids=text.ids[: args.eval_tokens + 1], bytes=0, documents=text.documents)
-    rows, notes = [], []
-    for protocol in protocols:
-        stride = args.stride() if protocol == "sliding" else None
-        for result in evaluate(model, tokenizer, text, lengths, stride, args.eval_batch_size):
-            if not result.encodable:
-                if protocol == protocols[0]:
-                    notes.append(f"`{run.strategy}` at {result.length}: not evaluated, {result.reason}")
-                continue
-            rows.append(Row(run.strategy, result.length, protocol, result.loss, result.perplexity))
+    series = run.strategy if scaling is None else f"{run.strategy}+{scaling}"
+    if scaling is None:
+        loads = [(lengths, None)]
+    else:
+        loads = [([n], {"scaling": scaling, "factor": max(1.0, n / args.max_length)}) for n in lengths]
+    rows, notes, text = [], [], None
+    for load_lengths, position_options in loads:
+        model, tokenizer = load_causal_lm(run.model_dir, position_options)
+        model.to(default_device())
+        if text is None:
+            text = tokenize_for_eval(tokenizer, held_out, args.text_column)
+            # The first `eval_tokens` tokens: long windows cost length/stride forward passes per token when
+            # sliding. bytes=0: the cut falls inside a document, so bits per byte would be wrong; not reported.
+            text = TokenizedText(ids=text.ids[: args.eval_tokens + 1], bytes=0, documents=text.documents)
+        for protocol in protocols:
+            stride = args.stride() if protocol == "sliding" else None
+            for result in evaluate(model, tokenizer, text, load_lengths, stride, args.eval_batch_size):
+                if not result.encodable:
+                    if protocol == protocols[0]:
+                        notes.append(f"`{series}` at {result.length}: not evaluated, {result.reason}")
+                    continue
+                rows.append(Row(series, result.length, protocol, result.loss, result.perplexity))
     return rows, notes
 
 
@@ -515,6 +552,7 @@ def write_report(
 ) -> Path:
     strategies = [run.strategy for run in runs]
     targs = args.train_arguments(strategies[0])
+    series = list(dict.fromkeys([*strategies, *(row.strategy for row in rows)]))  # with rope+<scaling>
     lines = [
         "# Positional encodings: extrapolation comparison",
         "",
@@ -528,7 +566,14 @@ def write_report(
             if protocol == "sliding"
             else "windows side by side"
         )
-        lines += [f"## {protocol} ({how})", "", *_table(rows, protocol, strategies, lengths), ""]
+        lines += [f"## {protocol} ({how})", "", *_table(rows, protocol, series, lengths), ""]
+    if args.scaling_list():
+        lines += [
+            "`rope+<scaling>`: the trained rope model, evaluated at each length with that context extension "
+            f"stretched by length / {args.max_length} (linear: position interpolation; ntk: NTK-aware base "
+            "scaling; yarn: YaRN); no weight changes.",
+            "",
+        ]
     if notes:
         lines += ["Not evaluated:", "", *[f"* {note}" for note in notes], ""]
     lines += [
@@ -602,8 +647,10 @@ def compare(args: CompareArguments, report: Callable[[str], None] | None = None)
     report("hfgpt compare: evaluating")
     held_out = held_out_texts(args)
     rows, notes = [], []
-    for run in runs:
-        strategy_rows, strategy_notes = evaluate_strategy(args, run, held_out, lengths, protocols)
+    evaluations = [(run, None) for run in runs]
+    evaluations += [(run, name) for run in runs if run.strategy == "rope" for name in args.scaling_list()]
+    for run, scaling in evaluations:
+        strategy_rows, strategy_notes = evaluate_strategy(args, run, held_out, lengths, protocols, scaling)
         rows += strategy_rows
         notes += strategy_notes
     seconds = time.perf_counter() - started

@@ -153,6 +153,8 @@ def test_attention_weights_are_causal_distributions(compared):
         (["--eval-lengths", "16,x"], "--eval-lengths must be comma-separated positive integers"),
         (["--sliding-stride", "64"], "--stride (64) must not exceed the evaluation length (16)"),
         (["--steps", "0"], "--steps must be positive"),
+        (["--rope-scalings", "dynamic"], "--rope-scalings must be a comma-separated subset of linear,ntk,yarn"),
+        (["--rope-scalings", "yarn"], "--rope-scalings stretch the rope model: add rope to --strategies"),
     ],
 )
 def test_bad_options_exit_2_with_one_line_before_training(argv, message, tmp_path, capsys):
@@ -161,6 +163,39 @@ def test_bad_options_exit_2_with_one_line_before_training(argv, message, tmp_pat
     assert status == 2
     assert err.count("\n") == 1 and message in err
     assert not output.exists()  # nothing trained, nothing written
+
+
+def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, monkeypatch):
+    import hfgpt
+    from hfgpt.compare import CompareArguments, held_out_texts
+    from hfgpt.evaluation import TokenizedText, evaluate, tokenize_for_eval
+
+    import hfgpt.loading
+
+    loads, load = [], hfgpt.loading.load_causal_lm
+    monkeypatch.setattr(hfgpt.loading, "load_causal_lm", lambda d, o=None: loads.append(o) or load(d, o))
+    output = tmp_path / "out"
+    argv = ["compare", *TINY, "--strategies", "rope", "--rope-scalings", "yarn,linear", "--output-dir", str(output)]
+    status, _, err = run_cli([*argv, "--protocols", "non-overlapping"], capsys)
+    assert status == 0, err
+    loss = {(r["strategy"], int(r["eval_length"])): float(r["loss"]) for r in read_rows(output)}
+    assert set(loss) == {(name, n) for name in ("rope", "rope+yarn", "rope+linear") for n in (16, 32)}
+    # at L the factor is 1: the plain model; at 2L the model stretched by 2, loaded here independently
+    assert loss["rope+yarn", 16] == pytest.approx(loss["rope", 16], rel=1e-5)
+    assert loss["rope+linear", 16] == pytest.approx(loss["rope", 16], rel=1e-5)
+    tokenizer = hfgpt.RegexTokenizer.from_pretrained(output / "rope")
+    held_out = held_out_texts(CompareArguments(corpus=[str(default_corpus_path())]))
+    text = tokenize_for_eval(tokenizer, held_out, "text")
+    text = TokenizedText(ids=text.ids[:601], bytes=0, documents=text.documents)  # --eval-tokens 600
+    for scaling in ("yarn", "linear"):
+        options = {"scaling": scaling, "factor": 2.0}
+        model = hfgpt.HFGPTForCausalLM.from_pretrained(output / "rope", position_encoding_kwargs=options).eval()
+        (reference,) = evaluate(model, tokenizer, text, [32], batch_size=8)
+        assert loss[f"rope+{scaling}", 32] == pytest.approx(reference.loss, rel=1e-5)
+    # a 30-step model hardly depends on positions, so check that the stretch reached the loads
+    assert loads == [None, *({"scaling": s, "factor": f} for s in ("yarn", "linear") for f in (1.0, 2.0))]
+    report = (output / "report.md").read_text()
+    assert "| rope+yarn | " in report and "`rope+<scaling>`: the trained rope model" in report
 
 
 def test_attention_bad_layer_and_head_exit_2(compared, tmp_path, capsys):
