@@ -255,7 +255,9 @@ def check_arguments(args: CompareArguments) -> tuple[list[str], list[int], list[
             "--sliding-stride is for the sliding protocol: add it to --protocols or leave it out"
         )
     if args.scaling_list() and "rope" not in strategies:
-        raise ConfigError("--rope-scalings stretch the rope model: add rope to --strategies or leave them out")
+        raise ConfigError(
+            "--rope-scalings stretch the rope model: add rope to --strategies or leave them out"
+        )
     for name in strategies:
         check_strategies(args.train_arguments(name))  # tokenizer options, model shape, window length
     return strategies, lengths, protocols

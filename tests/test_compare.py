@@ -153,7 +153,10 @@ def test_attention_weights_are_causal_distributions(compared):
         (["--eval-lengths", "16,x"], "--eval-lengths must be comma-separated positive integers"),
         (["--sliding-stride", "64"], "--stride (64) must not exceed the evaluation length (16)"),
         (["--steps", "0"], "--steps must be positive"),
-        (["--rope-scalings", "dynamic"], "--rope-scalings must be a comma-separated subset of linear,ntk,yarn"),
+        (
+            ["--rope-scalings", "dynamic"],
+            "--rope-scalings must be a comma-separated subset of linear,ntk,yarn",
+        ),
         (["--rope-scalings", "yarn"], "--rope-scalings stretch the rope model: add rope to --strategies"),
     ],
 )
@@ -175,7 +178,16 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
     loads, load = [], hfgpt.loading.load_causal_lm
     monkeypatch.setattr(hfgpt.loading, "load_causal_lm", lambda d, o=None: loads.append(o) or load(d, o))
     output = tmp_path / "out"
-    argv = ["compare", *TINY, "--strategies", "rope", "--rope-scalings", "yarn,linear", "--output-dir", str(output)]
+    argv = [
+        "compare",
+        *TINY,
+        "--strategies",
+        "rope",
+        "--rope-scalings",
+        "yarn,linear",
+        "--output-dir",
+        str(output),
+    ]
     status, _, err = run_cli([*argv, "--protocols", "non-overlapping"], capsys)
     assert status == 0, err
     loss = {(r["strategy"], int(r["eval_length"])): float(r["loss"]) for r in read_rows(output)}
@@ -189,7 +201,9 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
     text = TokenizedText(ids=text.ids[:601], bytes=0, documents=text.documents)  # --eval-tokens 600
     for scaling in ("yarn", "linear"):
         options = {"scaling": scaling, "factor": 2.0}
-        model = hfgpt.HFGPTForCausalLM.from_pretrained(output / "rope", position_encoding_kwargs=options).eval()
+        model = hfgpt.HFGPTForCausalLM.from_pretrained(
+            output / "rope", position_encoding_kwargs=options
+        ).eval()
         (reference,) = evaluate(model, tokenizer, text, [32], batch_size=8)
         assert loss[f"rope+{scaling}", 32] == pytest.approx(reference.loss, rel=1e-5)
     # a 30-step model hardly depends on positions, so check that the stretch reached the loads

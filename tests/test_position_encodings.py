@@ -263,7 +263,11 @@ def test_rope_scaling_options_are_validated(kwargs, message):
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("learned", {"scaling": "yarn"}, r"unknown learned option\(s\) \['scaling'\].*learned takes no options"),
+        (
+            "learned",
+            {"scaling": "yarn"},
+            r"unknown learned option\(s\) \['scaling'\].*learned takes no options",
+        ),
         ("none", {"theta": 10.0}, r"unknown none option\(s\) \['theta'\]"),
         ("sinusoidal", {"theta": 10.0}, r"sinusoidal takes \['base', 'embed_scale'\]"),
         ("alibi", {"factor": 2.0}, r"unknown alibi option\(s\) \['factor'\]"),

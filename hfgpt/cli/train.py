@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def throughput_note(result) -> str:
-    """", MFU x% of <device>'s bf16 peak" on a GPU whose peak is known; what is missing otherwise."""
+    """ ", MFU x% of <device>'s bf16 peak" on a GPU whose peak is known; what is missing otherwise."""
     if result.device is None:
         return ""
     if result.mfu is None:
