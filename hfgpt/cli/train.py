@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def throughput_note(result) -> str:
-    """ ", MFU x% of <device>'s bf16 peak" on a GPU whose peak is known; what is missing otherwise."""
+    """The end of the throughput line: the MFU on a GPU whose bf16 peak is known, what is missing on another
+    GPU, nothing on the CPU."""
     if result.device is None:
         return ""
     if result.mfu is None:
