@@ -84,6 +84,7 @@ class HFGPTAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.qkv = nn.Linear(config.emb_dim, 3 * config.emb_dim, bias=config.qkv_bias)
         self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
+        self.out_proj.writes_residual = True  # scaled at init, see `HFGPTPreTrainedModel._init_weights`
         self.attn_dropout = float(config.drop_rate)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -130,6 +131,7 @@ class HFGPTMLP(nn.Module):
         self.fc = nn.Linear(config.emb_dim, 4 * config.emb_dim)
         self.act = nn.GELU(approximate="tanh")
         self.proj = nn.Linear(4 * config.emb_dim, config.emb_dim)
+        self.proj.writes_residual = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.act(self.fc(x)))
@@ -207,6 +209,11 @@ class HFGPTPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            # GPT-2: the projections into the residual stream are scaled by 1/sqrt(2 * n_layers). Done here, on
+            # the layer itself: transformers skips the init of custom-code modules that hold no parameter of
+            # their own (the attention and MLP modules), so a parent-level re-init would never run.
+            if getattr(module, "writes_residual", False):
+                std = std / (2 * self.config.n_layers) ** 0.5
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -217,10 +224,6 @@ class HFGPTPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, PositionEncoding):
             module.init_buffers()
-        # GPT-2: scale the projections into the residual stream by 1/sqrt(2 * n_layers).
-        if isinstance(module, (HFGPTAttention, HFGPTMLP)):
-            proj = module.out_proj if isinstance(module, HFGPTAttention) else module.proj
-            init.normal_(proj.weight, mean=0.0, std=std / (2 * self.config.n_layers) ** 0.5)
 
 
 def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore_mismatched: bool) -> None:

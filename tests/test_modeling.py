@@ -50,6 +50,25 @@ def test_eager_path_matches_a_hand_written_causal_attention():
     assert torch.all(weights.triu(1) == 0) and torch.allclose(weights.sum(-1), torch.ones(2, 4, 6))
 
 
+@pytest.mark.parametrize("n_layers", [3, 12])
+def test_initialisation_follows_gpt2_scaled_residual_projections(n_layers):
+    """GPT-2's scheme: weights N(0, 0.02), the projections into the residual stream N(0, 0.02/sqrt(2 n_layers))."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    ours = HFGPTForCausalLM(HFGPTConfig.from_preset("tiny", emb_dim=128, n_layers=n_layers)).transformer.h[-1]
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=128, n_layer=n_layers, n_head=4, vocab_size=100)).transformer.h[-1]
+    pairs = {
+        "attention output": (ours.attn.out_proj.weight, gpt2.attn.c_proj.weight),
+        "MLP output": (ours.mlp.proj.weight, gpt2.mlp.c_proj.weight),
+        "qkv": (ours.attn.qkv.weight, gpt2.attn.c_attn.weight),
+        "MLP input": (ours.mlp.fc.weight, gpt2.mlp.c_fc.weight),
+    }
+    for name, (mine, reference) in pairs.items():
+        assert mine.std().item() == pytest.approx(reference.std().item(), rel=0.03), name
+    assert ours.attn.out_proj.weight.std().item() == pytest.approx(0.02 / (2 * n_layers) ** 0.5, rel=0.03)
+
+
 def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
     model = make()
     ids = torch.randint(0, 120, (2, 10))
