@@ -37,7 +37,8 @@ from hfgpt.errors import ConfigError
 from hfgpt.training.arguments import TrainArguments, not_empty, option, positive, validate_fields
 
 PROTOCOLS = ("non-overlapping", "sliding")
-DEFAULT_STRATEGIES = "learned,sinusoidal,rope,none,alibi"
+BUILT_IN_STRATEGIES = ("learned", "sinusoidal", "rope", "none")
+PLUGIN_STRATEGIES = ("alibi", "t5")  # compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
 # The default model: the small-cpu preset narrowed to 3 layers x 128, so five strategies train in minutes.
 COMPARE_PRESET = "compare"
 COMPARE_MODEL = dict(preset="small-cpu", n_layers=3, emb_dim=128, n_heads=4)
@@ -73,6 +74,14 @@ def stdlib_corpus() -> list[str]:
     return files
 
 
+def default_strategies() -> list[str]:
+    """The built-in strategies, then the plugin strategies worth comparing that are installed."""
+    from hfgpt.plugins import strategies
+
+    installed = strategies("position_encoding")
+    return [*BUILT_IN_STRATEGIES, *(name for name in PLUGIN_STRATEGIES if name in installed)]
+
+
 @dataclass
 class CompareArguments:
     """Everything `hfgpt compare` needs; each field is one command-line option (see `hfgpt compare --help`)."""
@@ -82,11 +91,11 @@ class CompareArguments:
         help="text files, folders, globs or datasets as for `hfgpt train` (default: the *.py modules of "
         "Python's standard library, about 5 MB, on every machine)",
     )
-    strategies: str = option(
-        DEFAULT_STRATEGIES,
+    strategies: str | None = option(
+        None,
         group="comparison",
-        check=not_empty,
-        help="comma-separated positional strategies, built-in or from installed plugins (see `hfgpt plugins`)",
+        help="comma-separated positional strategies, built-in or from installed plugins (see `hfgpt plugins`) "
+        f"(default: {','.join(BUILT_IN_STRATEGIES)}, and {' and '.join(PLUGIN_STRATEGIES)} when installed)",
     )
     max_length: int = _shared("max_length", 64, help="training length L: tokens per training window")
     eval_lengths: str | None = option(
@@ -156,6 +165,8 @@ class CompareArguments:
         validate_fields(self)
 
     def strategy_list(self) -> list[str]:
+        if self.strategies is None:
+            return default_strategies()
         names = [name.strip() for name in self.strategies.split(",") if name.strip()]
         if not names:
             raise ConfigError(f"--strategies must name at least one strategy, got {self.strategies!r}")

@@ -168,6 +168,17 @@ def test_bad_options_exit_2_with_one_line_before_training(argv, message, tmp_pat
     assert not output.exists()  # nothing trained, nothing written
 
 
+def test_default_strategies_are_the_built_ins_and_the_installed_score_bias_plugins(monkeypatch):
+    import hfgpt.plugins
+    from hfgpt.compare import CompareArguments
+
+    # CI installs every distribution under plugins/, so both score-bias plugins are there
+    assert CompareArguments().strategy_list() == ["learned", "sinusoidal", "rope", "none", "alibi", "t5"]
+    built_ins = {name: None for name in ("learned", "sinusoidal", "rope", "none")}
+    monkeypatch.setattr(hfgpt.plugins, "strategies", lambda kind: built_ins)  # hfgpt installed alone
+    assert CompareArguments().strategy_list() == ["learned", "sinusoidal", "rope", "none"]
+
+
 def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, monkeypatch):
     import hfgpt
     from hfgpt.compare import CompareArguments, held_out_texts
