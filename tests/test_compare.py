@@ -181,10 +181,9 @@ def test_default_strategies_are_the_built_ins_and_the_installed_score_bias_plugi
 
 def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, monkeypatch):
     import hfgpt
+    import hfgpt.loading
     from hfgpt.compare import CompareArguments, held_out_texts
     from hfgpt.evaluation import TokenizedText, evaluate, tokenize_for_eval
-
-    import hfgpt.loading
 
     loads, load = [], hfgpt.loading.load_causal_lm
     monkeypatch.setattr(hfgpt.loading, "load_causal_lm", lambda d, o=None: loads.append(o) or load(d, o))
