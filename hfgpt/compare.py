@@ -38,7 +38,10 @@ from hfgpt.training.arguments import TrainArguments, not_empty, option, positive
 
 PROTOCOLS = ("non-overlapping", "sliding")
 BUILT_IN_STRATEGIES = ("learned", "sinusoidal", "rope", "none")
-PLUGIN_STRATEGIES = ("alibi", "t5")  # compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
+PLUGIN_STRATEGIES = (
+    "alibi",
+    "t5",
+)  # compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
 # The default model: the small-cpu preset narrowed to 3 layers x 128, so five strategies train in minutes.
 COMPARE_PRESET = "compare"
 COMPARE_MODEL = dict(preset="small-cpu", n_layers=3, emb_dim=128, n_heads=4)

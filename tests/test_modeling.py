@@ -57,7 +57,9 @@ def test_initialisation_follows_gpt2_scaled_residual_projections(n_layers):
 
     torch.manual_seed(0)
     ours = HFGPTForCausalLM(HFGPTConfig.from_preset("tiny", emb_dim=128, n_layers=n_layers)).transformer.h[-1]
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=128, n_layer=n_layers, n_head=4, vocab_size=100)).transformer.h[-1]
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=128, n_layer=n_layers, n_head=4, vocab_size=100)).transformer.h[
+        -1
+    ]
     pairs = {
         "attention output": (ours.attn.out_proj.weight, gpt2.attn.c_proj.weight),
         "MLP output": (ours.mlp.proj.weight, gpt2.mlp.c_proj.weight),
