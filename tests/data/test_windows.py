@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dill
 import pytest
 import tiktoken
 import tiktoken.load
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from hfgpt import GPT2BPETokenizer, HFGPTConfig, HFGPTForCausalLM
 from hfgpt.data import create_dataloader, load_corpus, window
+from hfgpt.data import windows as windows_module
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import DataError
 
@@ -210,6 +212,28 @@ def test_num_proc_gives_the_same_windows(gpt2_tokenizer, tiktoken_gpt2):
     expected = reference_windows([tiktoken_gpt2.encode(d) for d in docs], 24, 10, separator=EOS)
     windows = window(docs, gpt2_tokenizer, max_length=24, stride=10, num_proc=2, batch_size=50)
     assert as_pairs(windows) == expected
+
+
+def test_the_tokenizing_function_reaches_workers_through_the_standard_pickler(gpt2_tokenizer):
+    # datasets sends map's function to num_proc workers with dill, whose pure-Python pickler takes over a
+    # second for GPT-2's tokenizer; the function hands dill the tokenizer already pickled (bytes).
+    encoder = windows_module._Encoder(gpt2_tokenizer, "text")
+    restored = dill.loads(dill.dumps(encoder))
+    batch = {"text": ["Hello, world!", "I had always thought Jack Gisburn"]}
+    assert [ids.tolist() for ids in restored(batch)["input_ids"]] == [
+        ids.tolist() for ids in encoder(batch)["input_ids"]
+    ]
+    reduced = encoder.__reduce__()
+    assert reduced[0] is windows_module._unpickle_encoder and isinstance(reduced[1][0], bytes)
+
+    # a tokenizer the standard pickler refuses is left to dill
+    gpt2_tokenizer.hook = lambda text: text
+    try:
+        unpicklable = windows_module._Encoder(gpt2_tokenizer, "text")
+        assert unpicklable.__reduce__()[0] is windows_module._Encoder
+        assert dill.loads(dill.dumps(unpicklable))(batch)["input_ids"][0].tolist() == [15496, 11, 995, 0]
+    finally:
+        del gpt2_tokenizer.hook
 
 
 def test_pretokenized_input_ids_need_no_tokenizer():
