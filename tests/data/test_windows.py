@@ -214,6 +214,29 @@ def test_num_proc_gives_the_same_windows(gpt2_tokenizer, tiktoken_gpt2):
     assert as_pairs(windows) == expected
 
 
+@pytest.mark.parametrize("num_proc", [2, 3])
+def test_num_proc_shards_hold_equal_text_and_the_windows_keep_the_documents_order(gpt2_tokenizer, num_proc):
+    # small documents first, then large ones: datasets' contiguous shards alone would be 10x apart
+    text = VERDICT.read_text()
+    docs = [text[:50]] * 40 + [text[: 500 + 37 * i] for i in range(20)]
+    source = Dataset.from_dict({"text": docs}).shuffle(seed=1)  # an indices mapping, too
+    order = windows_module._balanced_order(source, "text", num_proc)
+    assert sorted(order.tolist()) == list(range(len(docs)))
+    div, mod = divmod(len(docs), num_proc)
+    sizes = [len(row.encode()) for row in source["text"]]
+    shares, first = [], 0
+    for rank in range(num_proc):  # the shards datasets' map cuts: equal row counts, contiguous
+        rows = order[first : first + div + (rank < mod)]
+        first += len(rows)
+        assert list(rows) == sorted(rows)  # each shard keeps the documents' order
+        shares.append(sum(sizes[i] for i in rows))
+    assert max(shares) < 1.15 * min(shares)
+
+    expected = window(source, gpt2_tokenizer, max_length=24, stride=10)
+    windows = window(source, gpt2_tokenizer, max_length=24, stride=10, num_proc=num_proc)
+    assert as_pairs(windows) == as_pairs(expected)
+
+
 def test_the_tokenizing_function_reaches_workers_through_the_standard_pickler(gpt2_tokenizer):
     # datasets sends map's function to num_proc workers with dill, whose pure-Python pickler takes over a
     # second for GPT-2's tokenizer; the function hands dill the tokenizer already pickled (bytes).
