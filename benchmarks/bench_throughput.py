@@ -189,6 +189,7 @@ def e2e_run(files: list[Path], num_proc: int, tok, work: Path) -> dict:
             "digest": windows_digest(windows),
             "cache_files": sum(1 for p in cache.rglob("*") if p.is_file()),
             "others_cpu": meter.others(),
+            "documents": len(corpus),
             "skipped": skipped,
         }
     finally:
@@ -304,7 +305,8 @@ def report(result: dict) -> str:
         f"of the {result['wall']:.0f} s x {m['affinity']} CPUs the run lasted ({result['others_cpu'] / result['wall']:.2f} cores).",
         f"Command: `{result['command']}`",
         "",
-        f"**End to end, corpus files -> windows** ({len(result['files'])} files, {mb:.1f} MB of text, "
+        f"**End to end, corpus files -> windows** ({len(result['files'])} files, "
+        f"{len(result['files']) - e2e[1][0]['documents']} skipped as not UTF-8, {mb:.1f} MB of text, "
         f"{e2e[1][0]['windows']:,} windows of {MAX_LENGTH}, stride {STRIDE}; median of {len(e2e[1])} passes, "
         "1 and 2 processes interleaved, an empty datasets cache each run):",
         "",
