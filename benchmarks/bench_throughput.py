@@ -29,7 +29,6 @@ import argparse
 import gc
 import hashlib
 import json
-import logging
 import os
 import platform
 import shutil
@@ -44,7 +43,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data import StageTimer, timed  # noqa: E402
+from bench_data import CacheHits, StageTimer, timed  # noqa: E402
 from bench_tokenizers import (  # noqa: E402
     BATCH,
     batched,
@@ -105,39 +104,6 @@ def machine() -> dict:
 
 
 # --- e2e: files -> windows --------------------------------------------------------------------------------
-class CacheHits(logging.Handler):
-    """Collects datasets' "Loading cached ..." / "Found cached ..." messages while installed."""
-
-    MARKERS = ("Loading cached", "Found cached")
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.hits: list[str] = []
-
-    def emit(self, record):
-        message = record.getMessage()
-        if any(marker in message for marker in self.MARKERS):
-            self.hits.append(message)
-
-    def __enter__(self):
-        from datasets.utils import logging as ds_logging
-
-        self.root = ds_logging._get_library_root_logger()
-        self.root_level = self.root.level
-        self.quiet = [(h, h.level) for h in self.root.handlers]
-        for handler, _ in self.quiet:  # datasets' own stderr handler keeps printing warnings only
-            handler.setLevel(max(handler.level, logging.WARNING))
-        self.root.addHandler(self)
-        self.root.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *exc):
-        self.root.removeHandler(self)
-        self.root.setLevel(self.root_level)
-        for handler, level in self.quiet:
-            handler.setLevel(level)
-
-
 def windows_digest(windows) -> str:
     """sha256 of both columns' ids and the window count: equal digests, identical windows."""
     table = windows.with_format("arrow")[:]
