@@ -5,9 +5,9 @@ receives a `datasets.Dataset` (or `IterableDataset`) with a text column and neve
 guess whether it is a path: a string given to `window()` is always text, a `pathlib.Path` is always a path,
 and `load_corpus()` takes paths only.
 
-Text files become one document each (datasets' "text" builder, `sample_by="document"`), written to the
-Arrow cache on disk and memory-mapped, so a corpus larger than RAM costs disk, not memory. JSON/JSONL,
-Parquet and CSV files are read with their datasets builders and must have the text column.
+Text files become one document each (the rows of datasets' "text" builder with `sample_by="document"`),
+written to the Arrow cache on disk and memory-mapped, so a corpus larger than RAM costs disk, not memory.
+JSON/JSONL, Parquet and CSV files are read with their datasets builders and must have the text column.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hfgpt.errors import DataError
 # file suffix -> datasets builder; anything else is read as plain text
 BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
+WRITER_BATCH = 16  # rows per write: a row may be a whole book, and datasets buffers writer_batch_size rows
 
 
 def default_corpus_path() -> Path:
@@ -170,17 +171,49 @@ def load_corpus(
         raise DataError("no corpus file is UTF-8 text: every file was skipped; pass text files")
     parts = []
     for builder, files in by_builder.items():
-        options = {"sample_by": "document"} if builder == "text" else {}
-        # few rows per write: a row may be a whole book, and datasets buffers writer_batch_size rows
-        part = load_dataset(
-            builder, data_files=files, split="train", cache_dir=cache_dir, writer_batch_size=16, **options
-        )
+        if builder == "text":
+            part = _load_text_files(files, cache_dir)
+        else:
+            part = load_dataset(
+                builder, data_files=files, split="train", cache_dir=cache_dir, writer_batch_size=WRITER_BATCH
+            )
         if builder == "text" and text_column != "text":
             part = part.rename_column("text", text_column)
         parts.append(check_text_column(part, text_column, f"{builder} file(s) {files[0]}..."))
     if len(parts) == 1:
         return parts[0]
     return concatenate_datasets([part.select_columns([text_column]) for part in parts])
+
+
+def _read_documents(files: list[tuple[str, int, int]]):
+    for path, _size, _mtime in files:
+        # text mode, as datasets' "text" builder reads: universal newlines ("\r\n", "\r") become "\n"
+        with open(path, encoding="utf-8") as f:
+            yield {"text": f.read()}
+
+
+def _load_text_files(files: list[str], cache_dir: str | None):
+    """Text files, one document (row) each, in datasets' Arrow cache.
+
+    The rows datasets' "text" builder makes with `sample_by="document"`, written by `Dataset.from_generator`:
+    the builder resolves every file as a pattern and probes it for an archive format, 0.9 s of its 1.0 s on
+    the standard library's 1,786 files, all in one process before any `num_proc` work can start. Each file's
+    size and modification time are part of the cache key, so an edited file is read again.
+    """
+    from datasets import Dataset, Features, Value
+
+    stamped = []
+    for path in files:
+        stat = os.stat(path)
+        stamped.append((path, stat.st_size, stat.st_mtime_ns))
+    return Dataset.from_generator(
+        _read_documents,
+        features=Features({"text": Value("string")}),
+        gen_kwargs={"files": stamped},
+        cache_dir=cache_dir,
+        writer_batch_size=WRITER_BATCH,
+        split="train",
+    )
 
 
 def as_dataset(source: Any, text_column: str = "text"):

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from transformers import PreTrainedTokenizer
+from transformers import BatchEncoding, PreTrainedTokenizer
+from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
 from hfgpt.errors import TokenizerError, TokenizerInputError
 
@@ -68,6 +69,8 @@ class FastEncodeMixin:
             return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
         if not is_split_into_words:
             split = kwargs.get("split_special_tokens", self.split_special_tokens)
+            if text_pair is None and _plain_batch(text, kwargs):
+                return self._encode_plain_batch(text, **{**kwargs, "split_special_tokens": split})
             text = self._texts_to_ids(text, split)
             text_pair = self._texts_to_ids(text_pair, split)
         self._handing_back = True
@@ -75,6 +78,43 @@ class FastEncodeMixin:
             return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
         finally:
             self._handing_back = False
+
+    def _encode_plain_batch(
+        self,
+        texts: Sequence[str],
+        split_special_tokens: bool = False,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+        return_tensors=None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        verbose: bool = True,
+        **_,
+    ) -> BatchEncoding:
+        """A batch of texts with no padding, truncation or extra outputs: what transformers' batch path returns,
+        without its per-text `prepare_for_model` and `pad` (a tenth of the time of encoding source files)."""
+        ids = self._encode_texts(texts, split_special_tokens)
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        if add_special_tokens:
+            types = (
+                [self.create_token_type_ids_from_sequences(row) for row in ids]
+                if return_token_type_ids
+                else []
+            )
+            ids = [self.build_inputs_with_special_tokens(row) for row in ids]
+        else:
+            types = [[0] * len(row) for row in ids] if return_token_type_ids else []
+        outputs: dict[str, list] = {"input_ids": ids}
+        if return_token_type_ids:
+            outputs["token_type_ids"] = types
+        if return_attention_mask:
+            outputs["attention_mask"] = [[1] * len(row) for row in ids]
+        for row in ids:
+            self._eventual_warn_about_too_long_sequence(row, max_length, verbose)
+        return BatchEncoding(outputs, tensor_type=return_tensors)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, plus `auto_map` and the code file it names (see `hfgpt.registration`)."""
@@ -99,6 +139,37 @@ class FastEncodeMixin:
                 f"(0..{size - 1}). Were these ids produced by a different tokenizer or a model with a larger vocab_size?"
             )
         return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)
+
+
+# What `tok(texts)` passes to `_encode_plus` when nothing beyond ids and masks is asked for.
+_PLAIN_OPTIONS = frozenset(
+    {
+        "add_special_tokens", "max_length", "stride", "pad_to_multiple_of", "padding_side", "padding_strategy",
+        "truncation_strategy", "return_tensors", "return_token_type_ids", "return_attention_mask", "verbose",
+        "split_special_tokens", "return_length", "return_offsets_mapping", "return_overflowing_tokens",
+        "return_special_tokens_mask",
+    }
+)  # fmt: skip
+_EXTRA_OUTPUTS = (
+    "return_length",
+    "return_offsets_mapping",
+    "return_overflowing_tokens",
+    "return_special_tokens_mask",
+)
+
+
+def _plain_batch(text: Any, kwargs: dict) -> bool:
+    """Whether `text` is a batch of texts and `kwargs` ask for no padding, truncation or extra outputs."""
+    return (
+        isinstance(text, (list, tuple))
+        and bool(text)
+        and all(isinstance(item, str) for item in text)
+        and kwargs.keys() <= _PLAIN_OPTIONS
+        and kwargs.get("padding_strategy", PaddingStrategy.DO_NOT_PAD) == PaddingStrategy.DO_NOT_PAD
+        and kwargs.get("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE)
+        == TruncationStrategy.DO_NOT_TRUNCATE
+        and not any(kwargs.get(name) for name in _EXTRA_OUTPUTS)
+    )
 
 
 class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):

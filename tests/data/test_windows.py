@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dill
 import pytest
 import tiktoken
 import tiktoken.load
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from hfgpt import GPT2BPETokenizer, HFGPTConfig, HFGPTForCausalLM
 from hfgpt.data import create_dataloader, load_corpus, window
+from hfgpt.data import windows as windows_module
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import DataError
 
@@ -210,6 +212,51 @@ def test_num_proc_gives_the_same_windows(gpt2_tokenizer, tiktoken_gpt2):
     expected = reference_windows([tiktoken_gpt2.encode(d) for d in docs], 24, 10, separator=EOS)
     windows = window(docs, gpt2_tokenizer, max_length=24, stride=10, num_proc=2, batch_size=50)
     assert as_pairs(windows) == expected
+
+
+@pytest.mark.parametrize("num_proc", [2, 3])
+def test_num_proc_shards_hold_equal_text_and_the_windows_keep_the_documents_order(gpt2_tokenizer, num_proc):
+    # small documents first, then large ones: datasets' contiguous shards alone would be 10x apart
+    text = VERDICT.read_text()
+    docs = [text[:50]] * 40 + [text[: 500 + 37 * i] for i in range(20)]
+    source = Dataset.from_dict({"text": docs}).shuffle(seed=1)  # an indices mapping, too
+    order = windows_module._balanced_order(source, "text", num_proc)
+    assert sorted(order.tolist()) == list(range(len(docs)))
+    div, mod = divmod(len(docs), num_proc)
+    sizes = [len(row.encode()) for row in source["text"]]
+    shares, first = [], 0
+    for rank in range(num_proc):  # the shards datasets' map cuts: equal row counts, contiguous
+        rows = order[first : first + div + (rank < mod)]
+        first += len(rows)
+        assert list(rows) == sorted(rows)  # each shard keeps the documents' order
+        shares.append(sum(sizes[i] for i in rows))
+    assert max(shares) < 1.15 * min(shares)
+
+    expected = window(source, gpt2_tokenizer, max_length=24, stride=10)
+    windows = window(source, gpt2_tokenizer, max_length=24, stride=10, num_proc=num_proc)
+    assert as_pairs(windows) == as_pairs(expected)
+
+
+def test_the_tokenizing_function_reaches_workers_through_the_standard_pickler(gpt2_tokenizer):
+    # datasets sends map's function to num_proc workers with dill, whose pure-Python pickler takes over a
+    # second for GPT-2's tokenizer; the function hands dill the tokenizer already pickled (bytes).
+    encoder = windows_module._Encoder(gpt2_tokenizer, "text")
+    restored = dill.loads(dill.dumps(encoder))
+    batch = {"text": ["Hello, world!", "I had always thought Jack Gisburn"]}
+    assert [ids.tolist() for ids in restored(batch)["input_ids"]] == [
+        ids.tolist() for ids in encoder(batch)["input_ids"]
+    ]
+    reduced = encoder.__reduce__()
+    assert reduced[0] is windows_module._unpickle_encoder and isinstance(reduced[1][0], bytes)
+
+    # a tokenizer the standard pickler refuses is left to dill
+    gpt2_tokenizer.hook = lambda text: text
+    try:
+        unpicklable = windows_module._Encoder(gpt2_tokenizer, "text")
+        assert unpicklable.__reduce__()[0] is windows_module._Encoder
+        assert dill.loads(dill.dumps(unpicklable))(batch)["input_ids"][0].tolist() == [15496, 11, 995, 0]
+    finally:
+        del gpt2_tokenizer.hook
 
 
 def test_pretokenized_input_ids_need_no_tokenizer():

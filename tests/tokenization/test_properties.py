@@ -9,6 +9,8 @@ hand. Each property runs in the default pass and, marked slow, at 10,000 example
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hfgpt_chartok import CharTokenizer
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from hfgpt import GPT2BPETokenizer, RegexTokenizer
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import TokenizerInputError
+from hfgpt.tokenization import base as tokenization_base
 from tests.tokenization.test_bpe import gpt2_text
 from tests.tokenization.test_regex import pattern_text
 
@@ -86,6 +89,33 @@ def test_batch_equals_per_item_calls_and_pads(name, batch, max_length, side):
     ids, masks = expected_padding([ids[:max_length] for ids in singles], tok.pad_token_id, side)
     assert padded["input_ids"] == ids
     assert padded["attention_mask"] == masks
+
+
+# Options that keep `tok(texts)` on hfgpt's plain batch path (no padding, truncation or extra outputs).
+plain_options = st.fixed_dictionaries(
+    {},
+    optional={
+        "add_special_tokens": st.booleans(),
+        "split_special_tokens": st.booleans(),
+        "return_token_type_ids": st.booleans(),
+        "return_attention_mask": st.booleans(),
+        "max_length": st.integers(1, 12),
+        "verbose": st.booleans(),
+    },
+)
+BOS_EOS = RegexTokenizer.from_corpus(VERDICT, bos_token="<|bos|>", eos_token="<|eos|>")
+
+
+@pytest.mark.parametrize("name", [*TOKENIZERS, "regex_bos_eos"])
+@pytest.mark.usefixtures("profile_pass")
+@settings()  # max_examples from the profile: 100 by default, 10,000 in the volume pass
+@given(batch=st.lists(texts, min_size=1, max_size=4), options=plain_options)
+def test_plain_batch_path_returns_what_transformers_does(name, batch, options):
+    tok = TOKENIZERS.get(name, BOS_EOS)
+    got = tok(batch, **options)
+    with mock.patch.object(tokenization_base, "_plain_batch", return_value=False):  # transformers' own path
+        want = tok(batch, **options)
+    assert dict(got) == dict(want)
 
 
 @names
