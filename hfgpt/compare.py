@@ -42,7 +42,7 @@ PLUGIN_STRATEGIES = (
     "alibi",
     "t5",
 )  # compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
-# The default model: the small-cpu preset narrowed to 3 layers x 128, so five strategies train in minutes.
+# The default model: the small-cpu preset narrowed to 3 layers x 128, so six strategies train in minutes.
 COMPARE_PRESET = "compare"
 COMPARE_MODEL = dict(preset="small-cpu", n_layers=3, emb_dim=128, n_heads=4)
 ATTENTION_TEXT = "def add(a, b):\n    return a + b\n"
