@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 TIME_LIMIT_S = 600
 QUICK = [
     "--preset",
@@ -42,16 +45,6 @@ QUICK = [
     "--eval-tokens",
     "600",
 ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_compare(output_dir: Path, strategies: str, extra: list[str]) -> tuple[float, float]:
@@ -138,7 +131,7 @@ def main() -> None:
 
     length = 16 if args.quick else 64
     names = strategies.split(",")
-    print(f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    print(f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after\n")  # fmt: skip
     print(f"`hfgpt compare --strategies {strategies}`{' (quick)' if args.quick else ''}: "
           f"{seconds:.0f} s wall ({seconds / 60:.1f} min), peak memory {peak_gib:.2f} GiB\n")  # fmt: skip

@@ -53,6 +53,7 @@ from bench_tokenizers import (  # noqa: E402
     stdlib_files,
     tiktoken_gpt2,
 )
+from machine import cpu_model  # noqa: E402
 
 MAX_LENGTH = STRIDE = 256
 PROCS = (1, 2)
@@ -60,16 +61,6 @@ TARGET_SCALING, TARGET_TOK = 1.6, 0.9
 
 
 # --- the machine ------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 class CpuMeter:
     """CPU seconds used on the whole machine (/proc/stat) and by this process and its reaped children."""
 
