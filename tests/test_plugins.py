@@ -236,3 +236,18 @@ def test_cli_reports_a_conflicting_plugin_pair_in_one_line(tmp_path):
     assert "'test-identity' is registered by both plugin" in line
     assert "'hfgpt_one'" in line and "'hfgpt_two'" in line
     assert "uninstall one of the two plugins" in line and "Traceback" not in result.stderr
+
+
+def test_assert_registered_checks_distribution_name_kind_and_class():
+    from hfgpt.position_encoding import RotaryPositionEncoding
+    from hfgpt.testing import assert_registered
+
+    assert_registered("position_encoding", "rope", "hfgpt", RotaryPositionEncoding)  # the built-ins
+    wrong = [
+        (("position_encoding", "rope", "no-such-dist", RotaryPositionEncoding), "lists no plugin"),
+        (("tokenizer", "rope", "hfgpt", RotaryPositionEncoding), "not tokenizer 'rope'"),
+        (("position_encoding", "rope", "hfgpt", dict), "not <class 'dict'>"),
+    ]
+    for args, message in wrong:
+        with pytest.raises(AssertionError, match=message):
+            assert_registered(*args)

@@ -1,21 +1,16 @@
 """ALiBi through the real installed entry point: registration, the bias itself, training and long inputs."""
 
 import copy
-import importlib.metadata
 
 import torch
 from hfgpt_alibi import ALiBiPositionEncoding, alibi_slopes
 
 import hfgpt
-from hfgpt.plugins import get_position_encoding, list_plugins
+from hfgpt.testing import assert_registered, train_steps
 
 
 def test_registered_through_the_installed_entry_point():
-    (ep,) = [ep for ep in importlib.metadata.entry_points(group="hfgpt") if ep.name == "alibi"]
-    assert ep.value == "hfgpt_alibi"
-    assert get_position_encoding("alibi") is ALiBiPositionEncoding
-    (entry,) = [e for e in list_plugins() if e["name"] == "alibi"]
-    assert entry["distribution"] == "hfgpt-alibi" and entry["registered"] == {"position_encoding": ["alibi"]}
+    assert_registered("position_encoding", "alibi", "hfgpt-alibi", ALiBiPositionEncoding)
 
 
 def test_slopes_match_the_paper():
@@ -58,16 +53,8 @@ def test_cached_generation_matches_uncached():
 
 
 def test_loss_falls_when_training():
-    model = _model("sdpa").train()
     data = torch.arange(40).remainder(7)[None].repeat(4, 1)  # a periodic sequence: easy to learn
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = model(data, labels=data).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(_model("sdpa").train(), data, steps=30)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -1,6 +1,5 @@
 """The chars strategy through its installed entry point: discovery, the CLI, round trips, save/load."""
 
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -10,16 +9,14 @@ import pytest
 from hfgpt_chartok import CharTokenizer
 
 from hfgpt.data.sources import default_corpus_path
-from hfgpt.plugins import get_tokenizer_class, list_plugins
+from hfgpt.plugins import get_tokenizer_class
+from hfgpt.testing import assert_registered
 
 VERDICT = default_corpus_path()
 
 
 def test_discovered_through_the_installed_entry_point():
-    (ep,) = [ep for ep in importlib.metadata.entry_points(group="hfgpt") if ep.name == "chartok"]
-    assert ep.value == "hfgpt_chartok"
-    (entry,) = [e for e in list_plugins() if e["name"] == "chartok"]
-    assert entry["distribution"] == "hfgpt-chartok" and entry["registered"] == {"tokenizer": ["chars"]}
+    assert_registered("tokenizer", "chars", "hfgpt-chartok", CharTokenizer)
 
 
 def test_cli_counts_one_token_per_character(tmp_path):

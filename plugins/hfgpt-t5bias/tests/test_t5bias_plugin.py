@@ -2,7 +2,6 @@
 and the whole life of a plugin with learned weights in the score bias (train, save, reload elsewhere, generate)."""
 
 import copy
-import importlib.metadata
 import json
 import math
 import subprocess
@@ -14,7 +13,7 @@ from hfgpt_t5bias import T5RelativePositionBias, relative_position_bucket
 
 import hfgpt
 from hfgpt.errors import ConfigError
-from hfgpt.plugins import get_position_encoding, list_plugins
+from hfgpt.testing import assert_registered, train_steps
 
 
 def t5_bucket(relative_position: int, num_buckets: int, max_distance: int) -> int:
@@ -30,11 +29,7 @@ def t5_bucket(relative_position: int, num_buckets: int, max_distance: int) -> in
 
 
 def test_registered_through_the_installed_entry_point():
-    (ep,) = [ep for ep in importlib.metadata.entry_points(group="hfgpt") if ep.name == "t5"]
-    assert ep.value == "hfgpt_t5bias"
-    assert get_position_encoding("t5") is T5RelativePositionBias
-    (entry,) = [e for e in list_plugins() if e["name"] == "t5"]
-    assert entry["distribution"] == "hfgpt-t5bias" and entry["registered"] == {"position_encoding": ["t5"]}
+    assert_registered("position_encoding", "t5", "hfgpt-t5bias", T5RelativePositionBias)
 
 
 def test_buckets_by_hand():
@@ -116,15 +111,11 @@ def test_train_save_reload_in_a_fresh_process_and_generate(tmp_path, attn):
     table = model.transformer.position_encoding.relative_attention_bias.weight
     before = table.detach().clone()
     data = torch.arange(48).remainder(7)[None].repeat(4, 1)  # periodic: distance 7 predicts the next token
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = model(data, labels=data).loss
-        optimizer.zero_grad()
-        loss.backward()
-        assert table.grad is not None and table.grad.abs().sum() > 0  # the bias is trained, not just carried
-        optimizer.step()
-        losses.append(loss.item())
+
+    def bias_has_a_gradient():  # the bias is trained, not just carried
+        assert table.grad is not None and table.grad.abs().sum() > 0
+
+    losses = train_steps(model, data, steps=25, after_backward=bias_has_a_gradient)
     assert losses[-1] < 0.5 * losses[0]
     assert not torch.equal(table.detach(), before)
 
