@@ -38,10 +38,8 @@ from hfgpt.training.arguments import TrainArguments, not_empty, option, positive
 
 PROTOCOLS = ("non-overlapping", "sliding")
 BUILT_IN_STRATEGIES = ("learned", "sinusoidal", "rope", "none")
-PLUGIN_STRATEGIES = (
-    "alibi",
-    "t5",
-)  # compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
+# compared by default when their plugins (hfgpt-alibi, hfgpt-t5bias) are installed
+PLUGIN_STRATEGIES = ("alibi", "t5")
 # The default model: the small-cpu preset narrowed to 3 layers x 128, so six strategies train in minutes.
 COMPARE_PRESET = "compare"
 COMPARE_MODEL = dict(preset="small-cpu", n_layers=3, emb_dim=128, n_heads=4)
@@ -75,6 +73,11 @@ def stdlib_corpus() -> list[str]:
     if not files:
         raise ConfigError(f"no *.py files in the standard library folder {root}: pass a CORPUS")
     return files
+
+
+def comma_names(text: str) -> list[str]:
+    """`"a, b,,a"` -> `["a", "b"]`: the names of a comma-separated option, blanks and repeats dropped."""
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
 def default_strategies() -> list[str]:
@@ -170,13 +173,13 @@ class CompareArguments:
     def strategy_list(self) -> list[str]:
         if self.strategies is None:
             return default_strategies()
-        names = [name.strip() for name in self.strategies.split(",") if name.strip()]
+        names = comma_names(self.strategies)
         if not names:
             raise ConfigError(f"--strategies must name at least one strategy, got {self.strategies!r}")
-        return list(dict.fromkeys(names))
+        return names
 
     def protocol_list(self) -> list[str]:
-        names = list(dict.fromkeys(name.strip() for name in self.protocols.split(",") if name.strip()))
+        names = comma_names(self.protocols)
         bad = [name for name in names if name not in PROTOCOLS]
         if bad or not names:
             raise ConfigError(
@@ -200,7 +203,7 @@ class CompareArguments:
     def scaling_list(self) -> list[str]:
         from hfgpt.position_encoding import ROPE_SCALINGS
 
-        names = list(dict.fromkeys(name.strip() for name in self.rope_scalings.split(",") if name.strip()))
+        names = comma_names(self.rope_scalings)
         bad = [name for name in names if name not in ROPE_SCALINGS]
         if bad:
             raise ConfigError(
