@@ -9,7 +9,7 @@ Measured side by side in one run (the models' timing rounds are interleaved A B 
             GPT2LMHeadModel's (target for the chunked loss: <= 0.6x at batch 8 x 256)
     decode  greedy `generate(do_sample=False)` tokens/s, prompt 32 tokens + 64 new tokens, batch 1:
             hfgpt with KV cache, hfgpt `use_cache=False`, GPT2LMHeadModel with KV cache
-    sanity  `HFGPTForCausalLM.from_gpt2(gpt2)` gives GPT-2's logits and GPT-2's greedy tokens
+    sanity  `from_gpt2(gpt2)` gives GPT-2's logits and GPT-2's greedy tokens
 
 Size: vocab 50257, emb 256, 4 layers, 4 heads, context 256, dropout 0.1 (16.1M parameters, tied head).
 
@@ -154,11 +154,11 @@ def bench_memory(steps: int) -> dict[str, dict[str, int]]:
 
 def sanity_and_models():
     """GPT-2 with random weights, and hfgpt converted from it: logits and greedy tokens must agree."""
-    from hfgpt import HFGPTForCausalLM
+    from hfgpt import from_gpt2
 
     torch.manual_seed(0)
     gpt2 = gpt2_model().eval()
-    ours = HFGPTForCausalLM.from_gpt2(gpt2).eval()
+    ours = from_gpt2(gpt2).eval()
     ids = batch_ids(1)
     with torch.no_grad():
         a, b = gpt2(input_ids=ids).logits, ours(input_ids=ids).logits
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
 
     gpt2, ours, max_diff, exact = sanity_and_models()
     sanity = (
-        f"Sanity: `HFGPTForCausalLM.from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a {BATCH}x{SEQ} batch: max |diff| = "
+        f"Sanity: `from_gpt2(gpt2)` logits vs GPT2LMHeadModel on a {BATCH}x{SEQ} batch: max |diff| = "
         f"{max_diff:.2e} ({'bit-identical' if exact else 'allclose atol=1e-4'})"
     )
     print(sanity, flush=True)

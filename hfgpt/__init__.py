@@ -8,12 +8,11 @@ models and tokenizers are registered with transformers' Auto classes as soon as 
 (see `hfgpt.registration`).
 """
 
-__version__ = "0.1.0"
-
 from hfgpt import registration as _registration
 from hfgpt._lazy import lazy_exports
 from hfgpt.errors import HFGPTError
 from hfgpt.hookspecs import hookimpl  # plugins import this before anything heavy
+from hfgpt.version import __version__
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -31,6 +30,7 @@ __getattr__, __dir__ = lazy_exports(
         "window": "hfgpt.data.windows",
         "create_dataloader": "hfgpt.data.loader",
         "generate_text": "hfgpt.generation",
+        "from_gpt2": "hfgpt.convert_gpt2",
     },
 )
 
@@ -50,6 +50,7 @@ __all__ = [
     "RegexTokenizer",
     "__version__",
     "create_dataloader",
+    "from_gpt2",
     "generate_text",
     "hookimpl",
     "window",

@@ -1,4 +1,8 @@
-"""HFGPTConfig: the classic GPT hyper-parameters as a transformers config."""
+"""HFGPTConfig: the classic GPT hyper-parameters as a transformers config.
+
+Plain data: the config checks its values and that its positional strategy's *name* is registered (which
+imports no strategy code); the model resolves the name to a class when it is built.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
-from hfgpt.errors import ConfigError
+from hfgpt.errors import ConfigError, UnknownStrategyError
+from hfgpt.plugins import get_registration
+from hfgpt.remote_code import MODEL_AUTO_MAP, write_model_code
 
 # GPT-2's vocabulary and context, shared by the four GPT-2 sizes.
 _GPT2 = dict(vocab_size=50257, context_length=1024, bos_token_id=50256, eos_token_id=50256)
@@ -55,6 +61,8 @@ class HFGPTConfig(PreTrainedConfig):
             plain loss. Evaluation mode (`model.eval()`) always returns the logits.
         tokenizer_class (`str`, *optional*): the class of the tokenizer the model was trained with; `AutoTokenizer`
             uses it when a directory's tokenizer_config.json is missing, so it fails instead of loading another.
+        position_encoding_distribution (`str`, *optional*): the distribution that installed a plugin's strategy
+            (set by the config itself), so a directory loaded where the plugin is missing names what to install.
     """
 
     model_type: ClassVar[str] = "hfgpt"
@@ -84,21 +92,18 @@ class HFGPTConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
     loss_chunk_size: int | None = 1024
     tokenizer_class: str | None = None
+    position_encoding_distribution: str | None = None
 
     def __post_init__(self, **kwargs):
         if self.position_encoding_kwargs is None:
             self.position_encoding_kwargs = {}
         super().__post_init__(**kwargs)
         self.check()
-        from hfgpt.registration import MODEL_AUTO_MAP
-
         self.auto_map = dict(MODEL_AUTO_MAP)  # see `save_pretrained`
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save config.json and the code files its `auto_map` names, so transformers loads the directory with
-        `trust_remote_code=True` in a process that never imports hfgpt (see `hfgpt.registration`)."""
-        from hfgpt.registration import write_model_code
-
+        `trust_remote_code=True` in a process that never imports hfgpt (see `hfgpt.remote_code`)."""
         super().save_pretrained(save_directory, *args, **kwargs)
         write_model_code(str(save_directory))
 
@@ -145,23 +150,19 @@ class HFGPTConfig(PreTrainedConfig):
         self._check_strategy()
 
     def _check_strategy(self) -> None:
-        """The position-encoding strategy must be installed; a plugin's distribution is recorded in the config,
-        so a directory loaded where the plugin is missing names what to install."""
-        from hfgpt.errors import UnknownStrategyError
-        from hfgpt.plugins import get_position_encoding, get_registration
-
+        """The position-encoding strategy must be installed (its name registered; its code is not imported); a
+        plugin's distribution is recorded, so a directory loaded where the plugin is missing names what to
+        install."""
         try:
-            get_position_encoding(self.position_encoding)
+            registration = get_registration("position_encoding", self.position_encoding)
         except UnknownStrategyError as exc:
-            needed = getattr(self, "position_encoding_distribution", None)
+            needed = self.position_encoding_distribution
             if needed:
                 raise UnknownStrategyError(
                     f"{exc} This model needs the distribution {needed!r}: pip install {needed}"
                 ) from None
             raise
-        distribution = get_registration("position_encoding", self.position_encoding).distribution
-        if distribution is not None:
-            self.position_encoding_distribution = distribution
+        self.position_encoding_distribution = registration.distribution
 
     @property
     def head_dim(self) -> int:

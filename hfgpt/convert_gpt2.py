@@ -59,7 +59,7 @@ def config_from_gpt2(gpt2_config, **overrides) -> HFGPTConfig:
     return HFGPTConfig(**fields, **GPT2_FIXED, **overrides)
 
 
-def gpt2_to_hfgpt(model_or_path, **config_overrides):
+def from_gpt2(model_or_path, **config_overrides):
     """An `HFGPTForCausalLM` with the weights of a `GPT2LMHeadModel` (an instance or a saved directory)."""
     from transformers import GPT2LMHeadModel
 

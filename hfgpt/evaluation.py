@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from hfgpt.data.sources import as_dataset, check_text_column, iter_texts
 from hfgpt.errors import ConfigError, DataError
+from hfgpt.position_encoding import max_positions
 
 
 @dataclass(frozen=True)
@@ -113,18 +114,6 @@ def check_eval_options(
             "would skip tokens. Leave --stride out for non-overlapping windows"
         )
     return list(dict.fromkeys(int(length) for length in lengths))
-
-
-def max_positions(model) -> int | None:
-    """The longest input the model's positions can encode, or None for any length.
-
-    For an hfgpt model, its positional strategy's `max_positions` (`learned`: the context length; `rope`,
-    `alibi`, `none`: any). For another transformers model, the `max_position_embeddings` its config declares.
-    """
-    encoding = getattr(getattr(model, "transformer", None), "position_encoding", None)
-    if encoding is not None:
-        return encoding.max_positions
-    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
 def tokenize_for_eval(
@@ -271,7 +260,7 @@ def evaluate(
         if isinstance(texts_or_dataset, TokenizedText)
         else tokenize_for_eval(tokenizer, texts_or_dataset, text_column)
     )
-    limit = max_positions(model)
+    limit = max_positions(model.config)
     results = []
     for length in lengths:
         step = stride or length
@@ -298,7 +287,6 @@ __all__ = [
     "check_eval_options",
     "default_device",
     "evaluate",
-    "max_positions",
     "score_stream",
     "tokenize_for_eval",
     "window_starts",

@@ -1,17 +1,21 @@
-"""Loading a saved model directory with checks that turn a damaged directory into one clear error.
+"""Loading policy: saved model directories are checked first, and weights must fit the config exactly.
 
 transformers, given a truncated `model.safetensors`, a `config.json` that is not JSON or a directory with
-no tokenizer files, raises errors from deep inside (or, for the tokenizer, loads another one). The
-checks here run first and name the file and the fix; whatever transformers still raises while loading
-is reported as a `ModelLoadError` naming the directory.
+no tokenizer files, raises errors from deep inside (or, for the tokenizer, loads another one), and fills
+weights missing from a checkpoint with random values, only logging it. The checks here run first and name
+the file and the fix (`check_model_dir`, `check_tokenizer_dir`); `strict_from_pretrained` is hfgpt's models'
+`from_pretrained`, which refuses weights that do not fit; whatever transformers still raises while loading
+is reported as a `ModelLoadError` naming the directory (`load_causal_lm`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
-from hfgpt.errors import ConfigError, HFGPTError, ModelLoadError
+from hfgpt.errors import ConfigError, HFGPTError, ModelLoadError, WeightsMismatchError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -71,6 +75,95 @@ def check_tokenizer_dir(directory: str | Path) -> Path:
     return directory
 
 
+def strict_from_pretrained(load: Callable, source, *args, **kwargs):
+    """transformers' `from_pretrained` (`load`, bound to a model class), made strict.
+
+    A local directory is checked first (`config.json` a JSON object). Every weight the config expects must be
+    in the checkpoint with its shape, and the checkpoint must hold no other weight (transformers would
+    initialise the missing ones randomly and only log it). `ignore_mismatched_sizes=True` accepts other
+    shapes and leaves transformers' report of the re-initialised ones in the log, as in transformers; a head
+    that differs from the saved architecture's (a classifier built on a causal LM, a bare body from either)
+    may be new or left out. `output_loading_info=True` returns transformers' report of missing and
+    unexpected weights instead of raising: the caller asked to inspect it.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if isinstance(source, (str, os.PathLike)):
+        _check_local_source(Path(source))
+    return_info = kwargs.pop("output_loading_info", False)
+    ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+    verbosity = hf_logging.get_verbosity()
+    if not (ignore_mismatched or return_info):  # its load report: the check below says it in one line
+        hf_logging.set_verbosity_error()
+    try:
+        model, info = load(
+            source,
+            *args,
+            ignore_mismatched_sizes=True,  # shapes are checked below, with a clearer message
+            output_loading_info=True,
+            **kwargs,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if return_info:
+        return model, info
+    check_loaded_weights(model, info, source, ignore_mismatched)
+    return model
+
+
+def _check_local_source(path: Path) -> None:
+    """A path that names a local directory (or was meant to) gets a local error, not the Hub's repo-id one."""
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            _read_json_object(path / "config.json", "model config")
+        return
+    if path.exists() or path.is_absolute() or str(path).startswith(".") or len(path.parts) > 2:
+        raise ModelLoadError(
+            f"{path} is not a model directory ({'a file' if path.exists() else 'it does not exist'}): pass the "
+            "directory `save_pretrained` or `hfgpt train` wrote"
+        )
+
+
+def check_loaded_weights(model, info: dict, source, ignore_mismatched: bool) -> None:
+    """Raise `WeightsMismatchError` naming the tensors when a checkpoint does not fit the model built from
+    its config; see `strict_from_pretrained`."""
+    saved = model.config.architectures or []
+    new_head = saved and type(model).__name__ not in saved  # e.g. a classifier loaded from a causal LM
+    body = f"{model.base_model_prefix}."
+
+    def counts(key: str) -> bool:  # a new head's own weights may be missing, the old head's unexpected
+        if not new_head:
+            return True
+        if model.base_model is model:  # a bare body: checkpoint keys lose their prefix, heads stay outside
+            return key.split(".", 1)[0] in model._modules
+        return key.startswith(body)
+
+    missing = sorted(k for k in info["missing_keys"] if counts(k))
+    unexpected = sorted(k for k in info["unexpected_keys"] if counts(k))
+    mismatched = [] if ignore_mismatched else sorted(info["mismatched_keys"])
+    if not (missing or unexpected or mismatched):
+        return
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) the config expects are missing ({some(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weight(s) the config has no place for ({some(unexpected)})")
+    if mismatched:
+        shapes = ", ".join(
+            f"{k}: {tuple(a)} in the checkpoint, {tuple(b)} in the model" for k, a, b in mismatched[:3]
+        )
+        problems.append(f"{len(mismatched)} weight(s) of another shape ({shapes})")
+    raise WeightsMismatchError(
+        f"the weights in {source} do not fit the model its config describes: {'; '.join(problems)}. The "
+        "checkpoint is damaged or config.json was edited: restore both from the run that wrote them "
+        "(or pass ignore_mismatched_sizes=True to re-initialise weights of another shape)."
+    )
+
+
 def load_causal_lm(directory: str | Path, position_options: dict | None = None):
     """`(model, tokenizer)` from a directory written by `hfgpt train` or `save_pretrained`, checked first.
 
@@ -104,4 +197,10 @@ def load_causal_lm(directory: str | Path, position_options: dict | None = None):
         hf_logging.enable_progress_bar()
 
 
-__all__ = ["check_model_dir", "check_tokenizer_dir", "load_causal_lm"]
+__all__ = [
+    "check_loaded_weights",
+    "check_model_dir",
+    "check_tokenizer_dir",
+    "load_causal_lm",
+    "strict_from_pretrained",
+]

@@ -9,7 +9,7 @@ built once per forward (`position_encoding.attention_bias`); see `hfgpt.position
 """
 
 from collections.abc import Callable
-from typing import Unpack
+from typing import Any, Unpack
 
 import torch
 from torch import nn
@@ -30,10 +30,10 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import capture_outputs
 
 from hfgpt.configuration_hfgpt import HFGPTConfig
-from hfgpt.errors import ModelInputError, WeightsMismatchError
+from hfgpt.errors import ModelInputError
+from hfgpt.loading import strict_from_pretrained
 from hfgpt.losses import chunked_linear_cross_entropy
-from hfgpt.plugins import get_position_encoding
-from hfgpt.position_encoding import PositionEncoding
+from hfgpt.position_encoding import PositionEncoding, strategy_class
 
 
 def eager_attention_forward(
@@ -91,7 +91,7 @@ class HFGPTAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_ids: torch.LongTensor,
+        positions: Any,
         position_encoding: PositionEncoding,
         attention_mask: torch.Tensor | None = None,
         position_bias: torch.Tensor | None = None,
@@ -101,7 +101,7 @@ class HFGPTAttention(nn.Module):
         batch, seq, emb = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, seq, 3, self.n_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
-        query, key = position_encoding.rotate(query, key, position_ids)
+        query, key = position_encoding.rotate(query, key, positions)  # `positions`: what `prepare` made
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
 
@@ -170,35 +170,9 @@ class HFGPTPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """transformers' `from_pretrained`, made strict: every weight the config expects must be in the
-        checkpoint with its shape, and the checkpoint must hold no other weight (transformers would
-        initialise the missing ones randomly and only log it). `ignore_mismatched_sizes=True` accepts
-        other shapes and leaves transformers' report of the re-initialised ones ("Reinit due to size mismatch")
-        in the log, as in transformers; a head that differs from the saved architecture's (a classifier
-        built on a causal LM, a bare body from either) may be new or left out. `output_loading_info=True`
-        returns transformers' report of missing and unexpected weights instead of raising: the caller asked
-        to inspect it."""
-        from transformers.utils import logging as hf_logging
-
-        return_info = kwargs.pop("output_loading_info", False)
-        ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
-        verbosity = hf_logging.get_verbosity()
-        if not (ignore_mismatched or return_info):  # its load report: the check below says it in one line
-            hf_logging.set_verbosity_error()
-        try:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path,
-                *args,
-                ignore_mismatched_sizes=True,  # shapes are checked below, with a clearer message
-                output_loading_info=True,
-                **kwargs,
-            )
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        if return_info:
-            return model, info
-        check_loaded_weights(model, info, pretrained_model_name_or_path, ignore_mismatched)
-        return model
+        """transformers' `from_pretrained`, made strict: a damaged directory or weights that do not fit the config
+        are one clear error (see `hfgpt.loading.strict_from_pretrained`)."""
+        return strict_from_pretrained(super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def register_for_auto_class(cls, auto_class="AutoModel"):
@@ -226,46 +200,6 @@ class HFGPTPreTrainedModel(PreTrainedModel):
             module.init_buffers()
 
 
-def check_loaded_weights(model: HFGPTPreTrainedModel, info: dict, source, ignore_mismatched: bool) -> None:
-    """Raise `WeightsMismatchError` naming the tensors when a checkpoint does not fit the model built from
-    its config; see `HFGPTPreTrainedModel.from_pretrained`."""
-    saved = model.config.architectures or []
-    new_head = saved and type(model).__name__ not in saved  # e.g. a classifier loaded from a causal LM
-    body = f"{model.base_model_prefix}."
-
-    def counts(key: str) -> bool:  # a new head's own weights may be missing, the old head's unexpected
-        if not new_head:
-            return True
-        if model.base_model is model:  # a bare body: checkpoint keys lose their prefix, heads stay outside
-            return key.split(".", 1)[0] in model._modules
-        return key.startswith(body)
-
-    missing = sorted(k for k in info["missing_keys"] if counts(k))
-    unexpected = sorted(k for k in info["unexpected_keys"] if counts(k))
-    mismatched = [] if ignore_mismatched else sorted(info["mismatched_keys"])
-    if not (missing or unexpected or mismatched):
-        return
-
-    def some(keys: list[str]) -> str:
-        return ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
-
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} weight(s) the config expects are missing ({some(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} weight(s) the config has no place for ({some(unexpected)})")
-    if mismatched:
-        shapes = ", ".join(
-            f"{k}: {tuple(a)} in the checkpoint, {tuple(b)} in the model" for k, a, b in mismatched[:3]
-        )
-        problems.append(f"{len(mismatched)} weight(s) of another shape ({shapes})")
-    raise WeightsMismatchError(
-        f"the weights in {source} do not fit the model its config describes: {'; '.join(problems)}. The "
-        "checkpoint is damaged or config.json was edited: restore both from the run that wrote them "
-        "(or pass ignore_mismatched_sizes=True to re-initialise weights of another shape)."
-    )
-
-
 class HFGPTModel(HFGPTPreTrainedModel):
     """The GPT body: returns the final hidden states (`last_hidden_state`) and the KV cache.
 
@@ -281,7 +215,7 @@ class HFGPTModel(HFGPTPreTrainedModel):
     def __init__(self, config: HFGPTConfig):
         super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.emb_dim)
-        self.position_encoding: PositionEncoding = get_position_encoding(config.position_encoding)(config)
+        self.position_encoding: PositionEncoding = strategy_class(config)(config)
         self.drop = nn.Dropout(config.drop_rate)
         self.h = nn.ModuleList([HFGPTBlock(config, i) for i in range(config.n_layers)])
         self.ln_f = nn.LayerNorm(config.emb_dim, eps=config.layer_norm_epsilon)
@@ -340,8 +274,8 @@ class HFGPTModel(HFGPTPreTrainedModel):
         slot: the new tokens' slots hold their `position_ids`, earlier slots continue the same numbering
         backwards from them.
         """
-        if type(self.position_encoding).attention_bias is PositionEncoding.attention_bias:
-            return None  # the strategy adds no bias: skip building key positions
+        if not self.position_encoding.score_bias:
+            return None  # no bias: no key positions to build
         seq_len, device = position_ids.shape[-1], position_ids.device
         kv_len = cache.get_mask_sizes(seq_len, 0)[0] if cache is not None else seq_len
         query_slots = torch.arange(seq_len, device=device) + past_len  # (q_len,)
@@ -405,11 +339,12 @@ class HFGPTModel(HFGPTPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         position_bias = self.position_bias(position_ids, cache, past_len, inputs_embeds.dtype)
+        positions = self.position_encoding.prepare(position_ids)  # once, for every layer
 
         for block in self.h:
             hidden_states = block(
                 hidden_states,
-                position_ids=position_ids,
+                positions=positions,
                 position_encoding=self.position_encoding,
                 attention_mask=mask,
                 position_bias=position_bias,
@@ -532,13 +467,6 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
             if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
                 raise out_of_vocabulary_error(ids, self.config.vocab_size)
         return super().generate(inputs, *args, **kwargs)
-
-    @classmethod
-    def from_gpt2(cls, model_or_path, **kwargs) -> "HFGPTForCausalLM":
-        """Build an hfgpt model from a transformers `GPT2LMHeadModel` or a directory in its format."""
-        from hfgpt.convert_gpt2 import gpt2_to_hfgpt
-
-        return gpt2_to_hfgpt(model_or_path, **kwargs)
 
 
 class HFGPTForSequenceClassification(HFGPTPreTrainedModel):

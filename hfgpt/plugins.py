@@ -21,6 +21,7 @@ import pluggy
 
 from hfgpt import hookspecs
 from hfgpt.errors import DuplicateStrategyError, PluginError, UnknownStrategyError
+from hfgpt.version import __version__
 
 ENTRY_POINT_GROUP = "hfgpt"
 DEFAULT_PLUGINS = (
@@ -228,7 +229,7 @@ def list_plugins() -> list[dict[str, Any]]:
     for name, _plugin in pm.list_name_plugin():
         if name in _state.failed:
             continue
-        dist, version = _state.distributions.get(name, ("hfgpt", _hfgpt_version()))
+        dist, version = _state.distributions.get(name, ("hfgpt", __version__))
         entries.append(
             {
                 "name": name,
@@ -252,12 +253,6 @@ def list_plugins() -> list[dict[str, Any]]:
             }
         )
     return entries
-
-
-def _hfgpt_version() -> str:
-    from hfgpt import __version__
-
-    return __version__
 
 
 def reset_for_tests() -> None:

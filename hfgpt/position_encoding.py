@@ -6,9 +6,14 @@ different places, so a strategy may override any of three hooks (the defaults do
 * ``embed`` — absolute encodings added to the token embeddings once, before the first block (GPT-2's
   learned table, the Transformer's sinusoids).
 * ``rotate`` — rotary encodings applied to queries and keys in every layer, before the KV cache stores
-  the keys (RoPE, as in Llama).
+  the keys (RoPE, as in Llama). What they need from the positions (RoPE's cos/sin tables) is computed
+  once per forward by ``prepare`` and handed to every layer.
 * ``attention_bias`` — a bias added to the attention scores of every layer, built once per forward
-  (ALiBi, as in Bloom; see the ``hfgpt-alibi`` plugin).
+  (ALiBi, as in Bloom; see the ``hfgpt-alibi`` plugin). A strategy that has one declares ``score_bias = True``.
+
+A strategy also answers for itself, from the config alone: ``max_positions_for(config)`` (how long a
+sequence it can encode) and ``validate(config)`` (its options), so callers check lengths and options
+before any model is built.
 
 Strategies are registered by name through the ``register_position_encodings`` hook; the config stores
 only the name (``config.position_encoding``) and the options (``config.position_encoding_kwargs``).
@@ -17,12 +22,15 @@ only the name (``config.position_encoding``) and the options (``config.position_
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers import initialization as init
 
 from hfgpt.errors import ConfigError
+from hfgpt.plugins import get_position_encoding
 
 
 class PositionEncoding(nn.Module):
@@ -32,26 +40,59 @@ class PositionEncoding(nn.Module):
         config (`HFGPTConfig`): the model config; strategy options are in `config.position_encoding_kwargs`.
 
     Attributes:
-        max_positions (`int | None`): the longest sequence the strategy can encode, or `None` for any length.
         OPTIONS (`frozenset[str] | None`): the option names the strategy takes; any other name in
-            `position_encoding_kwargs` is refused when the model is built. `None` (a strategy that does not
-            declare them) skips the check.
+            `position_encoding_kwargs` is refused by `validate`. `None` (a strategy that does not declare
+            them) skips the check.
+        score_bias (`bool`): whether the strategy adds a bias to the attention scores (`attention_bias`);
+            the model builds key positions and calls it once per forward only then.
     """
 
-    max_positions: int | None = None
-    OPTIONS: frozenset[str] | None = frozenset()
+    OPTIONS: ClassVar[frozenset[str] | None] = frozenset()
+    score_bias: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = any(
+            "score_bias" in vars(klass) for klass in cls.__mro__[:-1] if klass is not PositionEncoding
+        )
+        if not declared and cls.attention_bias is not PositionEncoding.attention_bias:
+            warnings.warn(
+                f"{cls.__name__} overrides attention_bias without declaring `score_bias = True`; hfgpt assumes it "
+                "(declare it in the class to silence this warning)",
+                FutureWarning,
+                stacklevel=2,
+            )
+            cls.score_bias = True
 
     def __init__(self, config):
         super().__init__()
+        type(self).validate(config)
         self.config = config
         self.options = dict(config.position_encoding_kwargs or {})
-        unknown = set(self.options) - self.OPTIONS if self.OPTIONS is not None else set()
+
+    @classmethod
+    def validate(cls, config) -> None:
+        """Refuse options the strategy cannot be built with, from the config alone (before any model exists).
+
+        The default refuses option names outside `OPTIONS`; a strategy whose options take values extends it.
+        """
+        options = config.position_encoding_kwargs or {}
+        unknown = set(options) - cls.OPTIONS if cls.OPTIONS is not None else set()
         if unknown:
-            takes = f"takes {sorted(self.OPTIONS)}" if self.OPTIONS else "takes no options"
+            takes = f"takes {sorted(cls.OPTIONS)}" if cls.OPTIONS else "takes no options"
             raise ConfigError(
                 f"unknown {config.position_encoding} option(s) {sorted(unknown)} in position_encoding_kwargs; "
                 f"{config.position_encoding} {takes}"
             )
+
+    @classmethod
+    def max_positions_for(cls, config) -> int | None:
+        """The longest sequence this strategy can encode for `config`, or `None` for any length."""
+        return None
+
+    @property
+    def max_positions(self) -> int | None:
+        return type(self).max_positions_for(self.config)
 
     def init_buffers(self) -> None:
         """Recompute derived, non-persistent buffers (frequency tables, slopes).
@@ -64,10 +105,18 @@ class PositionEncoding(nn.Module):
         """Return the token embeddings `(batch, seq, emb_dim)` with absolute positions `(batch, seq)` mixed in."""
         return inputs_embeds
 
+    def prepare(self, position_ids: torch.LongTensor) -> Any:
+        """What `rotate` needs from the positions `(batch, seq)`, computed once per forward for every layer.
+
+        The default hands the positions themselves to `rotate`; RoPE computes its cos/sin tables here.
+        """
+        return position_ids
+
     def rotate(
-        self, query: torch.Tensor, key: torch.Tensor, position_ids: torch.LongTensor
+        self, query: torch.Tensor, key: torch.Tensor, prepared: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return `query` and `key` `(batch, heads, seq, head_dim)` rotated by their positions `(batch, seq)`."""
+        """Return `query` and `key` `(batch, heads, seq, head_dim)` rotated by their positions, `prepared` being
+        what `prepare` returned for this forward."""
         return query, key
 
     def attention_bias(
@@ -92,8 +141,11 @@ class LearnedPositionEncoding(PositionEncoding):
 
     def __init__(self, config):
         super().__init__(config)
-        self.max_positions = config.context_length
         self.wpe = nn.Embedding(config.context_length, config.emb_dim)
+
+    @classmethod
+    def max_positions_for(cls, config) -> int:
+        return config.context_length
 
     def embed(self, inputs_embeds, position_ids):
         return inputs_embeds + self.wpe(position_ids)
@@ -115,6 +167,16 @@ class SinusoidalPositionEncoding(PositionEncoding):
     """
 
     OPTIONS = frozenset({"base", "embed_scale"})
+
+    @classmethod
+    def validate(cls, config) -> None:
+        super().validate(config)
+        options = config.position_encoding_kwargs or {}
+        base, scale = options.get("base", 10000.0), options.get("embed_scale", 1.0)
+        if not _is_number(base) or not base > 1:
+            raise ConfigError(f"sinusoidal base must be a number > 1, got {base!r}")
+        if not _is_number(scale) or not scale > 0:
+            raise ConfigError(f"sinusoidal embed_scale must be a positive number, got {scale!r}")
 
     def __init__(self, config):
         super().__init__(config)
@@ -162,39 +224,44 @@ class RotaryPositionEncoding(PositionEncoding):
 
     def __init__(self, config):
         super().__init__(config)
-        if config.head_dim % 2:
-            raise ConfigError(f"rope needs an even head dimension, got emb_dim/n_heads = {config.head_dim}")
-        self.scaling, self.factor = self.validated_scaling()
+        self.scaling = self.options.get("scaling")
+        self.factor = float(self.options.get("factor", 1.0))
         self.register_buffer("inv_freq", self.frequencies(), persistent=False)
         # YaRN's temperature: both q and k are multiplied by it (through cos and sin), so q·k by its square.
         self.attention_factor = 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" else 1.0
 
-    def validated_scaling(self) -> tuple[str | None, float]:
-        """Check the options' values; return the scaling's name (or `None`) and its factor."""
-        scaling = self.options.get("scaling")
+    @classmethod
+    def validate(cls, config) -> None:
+        super().validate(config)
+        if config.head_dim % 2:
+            raise ConfigError(f"rope needs an even head dimension, got emb_dim/n_heads = {config.head_dim}")
+        options = config.position_encoding_kwargs or {}
+        theta = options.get("theta", 10000.0)
+        if not _is_number(theta) or not theta > 1:
+            raise ConfigError(f"rope theta must be a number > 1 (the frequencies' base), got {theta!r}")
+        scaling = options.get("scaling")
         if scaling is not None and scaling not in ROPE_SCALINGS:
             raise ConfigError(
                 f"unknown rope scaling {scaling!r}; choose one of {sorted(ROPE_SCALINGS)} (or leave it out)"
             )
-        factor = self.options.get("factor", 1.0)
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+        factor = options.get("factor", 1.0)
+        if not _is_number(factor) or not factor >= 1:
             raise ConfigError(
                 f"rope scaling factor must be a number >= 1 (the context extension ratio), got {factor!r}"
             )
-        if scaling is None and (set(self.options) & (self.OPTIONS - {"theta"})):
+        if scaling is None and (set(options) & (cls.OPTIONS - {"theta"})):
             raise ConfigError(
-                f"rope options {sorted(set(self.options) - {'theta'})} need a scaling method: add "
+                f"rope options {sorted(set(options) - {'theta'})} need a scaling method: add "
                 f'"scaling": one of {sorted(ROPE_SCALINGS)}'
             )
-        original = self.options.get("original_context_length", self.config.context_length)
+        original = options.get("original_context_length", config.context_length)
         if isinstance(original, bool) or not isinstance(original, int) or original < 1:
             raise ConfigError(f"rope original_context_length must be a positive integer, got {original!r}")
-        fast, slow = self.options.get("beta_fast", 32.0), self.options.get("beta_slow", 1.0)
-        if not (isinstance(fast, (int, float)) and isinstance(slow, (int, float)) and fast > slow > 0):
+        fast, slow = options.get("beta_fast", 32.0), options.get("beta_slow", 1.0)
+        if not (_is_number(fast) and _is_number(slow) and fast > slow > 0):
             raise ConfigError(
                 f"rope yarn needs beta_fast > beta_slow > 0, got beta_fast={fast!r}, beta_slow={slow!r}"
             )
-        return scaling, float(factor)
 
     def frequencies(self) -> torch.Tensor:
         theta, head_dim = float(self.options.get("theta", 10000.0)), self.config.head_dim
@@ -237,13 +304,14 @@ class RotaryPositionEncoding(PositionEncoding):
     def init_buffers(self):
         init.copy_(self.inv_freq, self.frequencies())
 
-    def rotate(self, query, key, position_ids):
-        # Recomputed in every layer rather than memoised on the module: state kept between calls would break
-        # torch.compile's full graph, and the tables cost (batch, seq, head_dim) ops next to attention's seq^2.
+    def prepare(self, position_ids):
+        """cos and sin `(batch, 1, seq, head_dim)` of every position's angles, once per forward."""
         freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (batch, 1, seq, head_dim/2)
         angles = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
-        cos, sin = cos.to(query.dtype), sin.to(query.dtype)
+        return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
+
+    def rotate(self, query, key, prepared):
+        cos, sin = (table.to(query.dtype) for table in prepared)  # a no-op unless autocast lowered q and k
         return query * cos + rotate_half(query) * sin, key * cos + rotate_half(key) * sin
 
 
@@ -254,10 +322,38 @@ ROPE_SCALINGS = {
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def strategy_class(config) -> type[PositionEncoding]:
+    """The class of `config`'s positional strategy (an unknown name lists the installed ones)."""
+    return get_position_encoding(config.position_encoding)
+
+
+def max_positions(config) -> int | None:
+    """The longest sequence a model with `config` can encode, or `None` for any length.
+
+    For an hfgpt config, its strategy answers (`max_positions_for`); another transformers config (GPT-2's,
+    say) is taken at its word: the `max_position_embeddings` it declares.
+    """
+    if hasattr(config, "position_encoding"):
+        return strategy_class(config).max_positions_for(config)
+    return getattr(config, "max_position_embeddings", None)
+
+
+def check_position_options(config) -> None:
+    """Refuse an unknown strategy or options it does not take, before any model is built."""
+    strategy_class(config).validate(config)
+
+
 __all__ = [
     "LearnedPositionEncoding",
     "NoPositionEncoding",
     "PositionEncoding",
     "RotaryPositionEncoding",
     "SinusoidalPositionEncoding",
+    "check_position_options",
+    "max_positions",
+    "strategy_class",
 ]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hfgpt import HFGPTForCausalLM
+from hfgpt import from_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +16,13 @@ def gpt2():
 
 def test_logits_match_a_saved_gpt2_checkpoint(gpt2, tmp_path):
     gpt2.save_pretrained(tmp_path)
-    ours = HFGPTForCausalLM.from_gpt2(tmp_path).eval()
+    ours = from_gpt2(tmp_path).eval()
     ids = torch.randint(0, 500, (3, 40))
     torch.testing.assert_close(ours(ids).logits, gpt2(ids).logits, atol=1e-4, rtol=0)
 
 
 def test_logits_match_a_gpt2_instance_and_generation_agrees(gpt2):
-    ours = HFGPTForCausalLM.from_gpt2(gpt2).eval()
+    ours = from_gpt2(gpt2).eval()
     assert ours.config.context_length == 64 and ours.config.qkv_bias
     ids = torch.randint(0, 500, (2, 10))
     mask = torch.ones_like(ids)
@@ -35,7 +35,7 @@ def test_logits_match_a_gpt2_instance_and_generation_agrees(gpt2):
 def test_converted_model_saves_and_reloads_as_hfgpt(gpt2, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    HFGPTForCausalLM.from_gpt2(gpt2).save_pretrained(tmp_path)
+    from_gpt2(gpt2).save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     ids = torch.randint(0, 500, (1, 20))
     torch.testing.assert_close(loaded(ids).logits, gpt2(ids).logits, atol=1e-4, rtol=0)
@@ -43,6 +43,6 @@ def test_converted_model_saves_and_reloads_as_hfgpt(gpt2, tmp_path):
 
 def test_bad_sources_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a directory with a GPT-2 checkpoint"):
-        HFGPTForCausalLM.from_gpt2(tmp_path / "missing")
+        from_gpt2(tmp_path / "missing")
     with pytest.raises(TypeError, match="expects a GPT2LMHeadModel or a directory"):
-        HFGPTForCausalLM.from_gpt2(42)
+        from_gpt2(42)

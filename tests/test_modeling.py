@@ -44,7 +44,7 @@ def test_eager_path_matches_a_hand_written_causal_attention():
     scores = scores.masked_fill(torch.triu(torch.ones(6, 6, dtype=torch.bool), 1), float("-inf"))
     expected = attention.out_proj((scores.softmax(-1) @ heads(v)).transpose(1, 2).reshape(2, 6, -1))
     got, weights = attention(
-        x, position_ids=torch.arange(6)[None], position_encoding=model.transformer.position_encoding
+        x, positions=torch.arange(6)[None], position_encoding=model.transformer.position_encoding
     )
     torch.testing.assert_close(got, expected)
     assert torch.all(weights.triu(1) == 0) and torch.allclose(weights.sum(-1), torch.ones(2, 4, 6))

@@ -207,3 +207,110 @@ def test_a_wheel_install_trains_on_its_bundled_corpus_from_another_directory(tmp
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "sample: Every effort moves you" in trained.stdout
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the modules of `packages` it imports, from every import statement in its source (those inside
+    functions too, so a cycle hidden by a late import counts). Importing a name from a package's __init__ is an
+    edge to the package; a parent package run implicitly by `import a.b` is not (every module would reach it)."""
+    import ast
+
+    modules = {}
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                ]
+            graph[name] |= {t for t in map(resolve, targets) if t and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_hidden_cycle(tmp_path):
+    """The check below can fail: a cycle through an import inside a function is found."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import f\n")
+    (tmp_path / "pkg" / "b.py").write_text("def f():\n    from pkg import a\n")
+    assert cycles(import_graph(tmp_path, ("pkg",))) == [["pkg.a", "pkg.b"]]
+
+
+def test_imports_run_one_way():
+    """configuration -> strategy names -> position encodings -> modeling -> conversion, and no cycle anywhere
+    in the checkout's packages, including imports made inside functions."""
+    plugin_packages = tuple(str(p.relative_to(ROOT)) for p in ROOT.glob("plugins/*/hfgpt_*"))
+    graph = import_graph(ROOT, ("hfgpt", *plugin_packages))
+    assert cycles(graph) == []
+    reaches = lambda a, b: b in graph[a]  # noqa: E731
+    assert reaches("hfgpt.modeling_hfgpt", "hfgpt.position_encoding")
+    assert reaches("hfgpt.convert_gpt2", "hfgpt.modeling_hfgpt")
+    assert not reaches("hfgpt.configuration_hfgpt", "hfgpt.position_encoding")
+
+
+def test_a_config_checks_its_strategy_by_name_without_importing_strategy_code():
+    """The config is plain data: the strategy's name is checked against the registry, its class is not loaded.
+    (transformers' own config module imports torch in 5.x, so torch itself cannot stay out.)"""
+    done = python(
+        """
+        import sys
+        from hfgpt.configuration_hfgpt import HFGPTConfig
+        HFGPTConfig(position_encoding="rope")
+        try:
+            HFGPTConfig(position_encoding="no-such-strategy")
+        except ValueError as error:
+            print("refused:", error)
+        print(sorted(m for m in sys.modules if m.startswith("hfgpt.") and "position_encoding" in m))
+        """,
+        env={**ENV, "HFGPT_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("refused: unknown position-encoding strategy 'no-such-strategy'")
+    assert lines[-1] == "['hfgpt.default_plugins.position_encodings']"

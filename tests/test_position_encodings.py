@@ -8,6 +8,7 @@ import torch
 from hfgpt import HFGPTConfig, HFGPTForCausalLM, PositionEncoding
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.plugins import get_position_encoding
+from hfgpt.position_encoding import RotaryPositionEncoding
 
 
 def config(**fields):
@@ -30,7 +31,7 @@ def test_rope_rotates_pairs_by_position_times_frequency():
     pe = get_position_encoding("rope")(cfg)
     hd = cfg.head_dim  # 8: frequencies theta^(-0/8), theta^(-2/8), ...
     q = torch.randn(1, 1, 3, hd)
-    rotated, _ = pe.rotate(q, q.clone(), torch.arange(3)[None])
+    rotated, _ = pe.rotate(q, q.clone(), pe.prepare(torch.arange(3)[None]))
     for pos in range(3):
         for i in range(hd // 2):
             angle = pos * 10000 ** (-2 * i / hd)
@@ -50,8 +51,8 @@ def test_rope_scores_depend_only_on_relative_distance():
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
     scores = []
     for offset in (0, 7, 30):
-        rq, _ = pe.rotate(q, q, torch.tensor([[offset + 5]]))
-        _, rk = pe.rotate(k, k, torch.tensor([[offset + 2]]))
+        rq, _ = pe.rotate(q, q, pe.prepare(torch.tensor([[offset + 5]])))
+        _, rk = pe.rotate(k, k, pe.prepare(torch.tensor([[offset + 2]])))
         scores.append((rq * rk).sum().item())
     assert scores[0] == pytest.approx(scores[1], abs=1e-5) and scores[0] == pytest.approx(scores[2], abs=1e-5)
 
@@ -77,6 +78,8 @@ def test_a_custom_strategy_plugs_in_through_a_hook(monkeypatch):
     from hfgpt import hookimpl, plugins
 
     class OnlySelf(PositionEncoding):
+        score_bias = True
+
         def attention_bias(self, query_positions, key_positions):
             same = query_positions[:, :, None] == key_positions[:, None, :]  # (batch, q_len, kv_len)
             return torch.where(same, 0.0, -1e9)[:, None]
@@ -182,8 +185,8 @@ def test_linear_scaling_divides_positions_by_the_factor():
     torch.testing.assert_close(pe.inv_freq.double(), plain_inv_freq() / 4, rtol=1e-6, atol=0)
     plain = get_position_encoding("rope")(rope_config())
     q = torch.randn(1, 2, 3, 64)
-    scaled, _ = pe.rotate(q, q, torch.tensor([[8, 20, 400]]))
-    reference, _ = plain.rotate(q, q, torch.tensor([[2, 5, 100]]))
+    scaled, _ = pe.rotate(q, q, pe.prepare(torch.tensor([[8, 20, 400]])))
+    reference, _ = plain.rotate(q, q, plain.prepare(torch.tensor([[2, 5, 100]])))
     torch.testing.assert_close(scaled, reference, atol=1e-4, rtol=1e-4)
 
 
@@ -221,7 +224,7 @@ def test_yarn_frequencies_and_temperature_follow_the_paper():
             assert math.isclose(got[i].item(), plain[i].item() / s, rel_tol=1e-6)
     # Temperature: sqrt(1/t) = 0.1 ln(s) + 1 multiplies q and k (position 0: no rotation), so q.k by its square.
     q, k = torch.randn(1, 2, 1, 64), torch.randn(1, 2, 1, 64)
-    rq, rk = pe.rotate(q, k, torch.zeros(1, 1, dtype=torch.long))
+    rq, rk = pe.rotate(q, k, pe.prepare(torch.zeros(1, 1, dtype=torch.long)))
     torch.testing.assert_close(rq, q * (0.1 * math.log(s) + 1))
     torch.testing.assert_close((rq * rk).sum(-1), (q * k).sum(-1) * (0.1 * math.log(s) + 1) ** 2)
 
@@ -231,7 +234,9 @@ def test_factor_one_is_plain_rope(scaling):
     pe = get_position_encoding("rope")(rope_config(scaling=scaling, factor=1.0))
     plain = get_position_encoding("rope")(rope_config())
     q, k, pos = torch.randn(2, 2, 5, 64), torch.randn(2, 2, 5, 64), torch.arange(5)[None].repeat(2, 1) * 37
-    for got, expected in zip(pe.rotate(q, k, pos), plain.rotate(q, k, pos), strict=True):
+    for got, expected in zip(
+        pe.rotate(q, k, pe.prepare(pos)), plain.rotate(q, k, plain.prepare(pos)), strict=True
+    ):
         torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
@@ -344,3 +349,55 @@ def test_a_scaling_set_at_inference_time_changes_a_plain_rope_model(tmp_path):
         stretched(torch.arange(40)[None]).logits, built("rope", kwargs)(torch.arange(40)[None]).logits
     )
     assert not torch.allclose(stretched(torch.arange(40)[None]).logits, model(torch.arange(40)[None]).logits)
+
+
+def test_a_bias_strategy_that_does_not_declare_score_bias_still_gets_its_bias():
+    """A plugin written before `score_bias` existed overrides only attention_bias: it is warned and still used."""
+    with pytest.warns(FutureWarning, match="score_bias"):
+
+        class Legacy(PositionEncoding):
+            def attention_bias(self, query_positions, key_positions):
+                return torch.zeros(1, 1, query_positions.shape[-1], key_positions.shape[-1])
+
+    assert Legacy.score_bias and not PositionEncoding.score_bias and not RotaryPositionEncoding.score_bias
+
+
+def test_rope_tables_are_computed_once_per_forward_for_every_layer():
+    """`prepare` runs once per forward, whatever the depth; the layers rotate with what it returned."""
+    config = HFGPTConfig.from_preset("tiny", n_layers=3, position_encoding="rope", vocab_size=50)
+    model = HFGPTForCausalLM(config).eval()
+    encoding = model.transformer.position_encoding
+    calls = {"prepare": 0, "rotate": 0}
+    prepare, rotate = encoding.prepare, encoding.rotate
+
+    def counted(name, function):
+        def wrapper(*args):
+            calls[name] += 1
+            return function(*args)
+
+        return wrapper
+
+    encoding.prepare, encoding.rotate = counted("prepare", prepare), counted("rotate", rotate)
+    with torch.no_grad():
+        model(torch.randint(0, 50, (2, 7)))
+    assert calls == {"prepare": 1, "rotate": 3}
+
+
+@pytest.mark.parametrize(
+    "strategy, limit", [("learned", 64), ("rope", None), ("sinusoidal", None), ("none", None)]
+)
+def test_strategies_answer_for_their_length_from_the_config_alone(strategy, limit):
+    from hfgpt.position_encoding import max_positions
+
+    config = HFGPTConfig.from_preset("tiny", position_encoding=strategy)
+    assert config.context_length == 64
+    assert max_positions(config) == limit
+    assert HFGPTForCausalLM(config).transformer.position_encoding.max_positions == limit
+
+
+def test_a_foreign_config_is_taken_at_its_word():
+    from transformers import GPT2Config
+
+    from hfgpt.position_encoding import max_positions
+
+    assert max_positions(GPT2Config(n_positions=48)) == 48

@@ -14,8 +14,8 @@ import argparse
 import importlib
 import sys
 
-from hfgpt import __version__
 from hfgpt.errors import HFGPTError
+from hfgpt.version import __version__
 
 COMMANDS = ("train", "generate", "eval", "compare", "attention", "tokenize", "plugins")
 

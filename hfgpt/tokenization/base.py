@@ -117,8 +117,8 @@ class FastEncodeMixin:
         return BatchEncoding(outputs, tensor_type=return_tensors)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as transformers does, plus `auto_map` and the code file it names (see `hfgpt.registration`)."""
-        from hfgpt.registration import write_tokenizer_code
+        """Save as transformers does, plus `auto_map` and the code file it names (see `hfgpt.remote_code`)."""
+        from hfgpt.remote_code import write_tokenizer_code
 
         files = super().save_pretrained(save_directory, *args, **kwargs)
         write_tokenizer_code(str(save_directory), type(self))

@@ -97,12 +97,15 @@ def build_config(args: TrainArguments, vocab_size: int | None = None, tokenizer=
 def window_length(args: TrainArguments, config) -> tuple[int, int]:
     """`(max_length, stride)` of the training windows, checked against what the positions can encode."""
     from hfgpt.errors import ConfigError
+    from hfgpt.position_encoding import max_positions
 
     max_length = args.max_length or config.context_length
-    if config.position_encoding == "learned" and max_length > config.context_length:
+    limit = max_positions(config)
+    if limit is not None and max_length > limit:
         raise ConfigError(
-            f"--max-length {max_length} is longer than the model's context length {config.context_length}; "
-            "lower --max-length or raise --context-length"
+            f"--max-length {max_length} is longer than the {limit} positions position_encoding="
+            f"{config.position_encoding!r} can encode (its context length); lower --max-length or raise "
+            "--context-length"
         )
     return max_length, args.stride or max_length
 
@@ -122,6 +125,7 @@ def prepare(args: TrainArguments) -> Prepared:
     from hfgpt.data.windows import window
     from hfgpt.errors import DataError
     from hfgpt.generation import check_fits, prompt_ids
+    from hfgpt.position_encoding import max_positions
     from hfgpt.tokenization.strategies import build_tokenizer
 
     if not args.show_progress:
@@ -141,8 +145,12 @@ def prepare(args: TrainArguments) -> Prepared:
     tokenizer = build_tokenizer(args.tokenizer, iter_texts(train_docs, column), **args.tokenizer_options())
     config = build_config(args, tokenizer=tokenizer)
     max_length, stride = window_length(args, config)
-    limit = None if config.position_encoding != "learned" else config.context_length
-    check_fits(len(prompt_ids(tokenizer, args.prompt)), args.max_new_tokens, limit, config.position_encoding)
+    check_fits(
+        len(prompt_ids(tokenizer, args.prompt)),
+        args.max_new_tokens,
+        max_positions(config),
+        config.position_encoding,
+    )
 
     def windows(docs, what: str):
         try:

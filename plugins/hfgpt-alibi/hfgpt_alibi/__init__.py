@@ -29,6 +29,8 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 class ALiBiPositionEncoding(PositionEncoding):
     """`"alibi"`: a bias `slope_h * (key_pos - query_pos)` on every head's attention scores; any length works."""
 
+    score_bias = True
+
     def __init__(self, config):
         super().__init__(config)
         self.register_buffer("slopes", alibi_slopes(config.n_heads), persistent=False)

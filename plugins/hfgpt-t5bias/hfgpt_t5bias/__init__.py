@@ -58,6 +58,8 @@ class T5RelativePositionBias(PositionEncoding):
             `relative_attention_max_distance`); must exceed `num_buckets // 2`.
     """
 
+    score_bias = True
+
     OPTIONS = frozenset({"num_buckets", "max_distance"})
 
     def __init__(self, config):
