@@ -24,11 +24,11 @@ from typing import TextIO
 
 from hfgpt.errors import ConfigError, ModelInputError
 
-FLOAT32_MAX = 3.4028234663852886e38
 # Sampling divides the logits by the temperature in float32 (transformers casts them before its processors):
-# a logit of magnitude L overflows to inf below L / FLOAT32_MAX, and softmax then gives NaN. Temperatures from
-# MIN_TEMPERATURE up keep logits as large as LOGIT_BOUND finite, a bound far above what trained models emit
-# (tens to hundreds); below it, even moderate logits fail (1e-38 overflows every logit beyond 3.4).
+# a logit of magnitude L overflows to inf below L / 3.4e38 (float32's largest), and softmax then gives NaN
+# ("probability tensor contains inf/nan"). Temperatures from MIN_TEMPERATURE up keep logits as large as
+# LOGIT_BOUND finite, a bound far above what trained models emit (tens to hundreds); below it, moderate
+# logits soon fail (at 1e-38 every logit beyond 3.4 overflows).
 LOGIT_BOUND = 1e8
 MIN_TEMPERATURE = 1e-30
 
