@@ -15,14 +15,22 @@ from typing import Any
 
 
 def _value_type(annotation: Any) -> Any:
-    """`int` for `int | None`, `str` for `list[str]`, the annotation itself otherwise."""
+    """`int` for `int | None`, `str` for `list[str]` (or `list[str] | None`), the annotation itself otherwise."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is list:
         return args[0]
-    return args[0] if args else annotation
+    inner = args[0] if args else annotation
+    return typing.get_args(inner)[0] if typing.get_origin(inner) is list else inner
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field holds a list of values (`list[str]`, `list[str] | None`)."""
+    return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
 
 
 def _default(f) -> Any:
+    if f.default is MISSING and f.default_factory is MISSING:
+        return MISSING
     return f.default_factory() if f.default is MISSING else f.default
 
 
@@ -36,9 +44,19 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = meta["help"]
         kind = _value_type(hints[f.name])
         if meta.get("positional"):
-            group.add_argument(f.name, nargs="*", default=default, help=help_text)
+            if _is_list(hints[f.name]):
+                group.add_argument(f.name, nargs="*", default=default, help=help_text)
+            else:  # one value, shown in usage as its `flags[0]` (`DIR`); optional when the field has a default
+                optional = {} if default is MISSING else dict(nargs="?", default=default)
+                metavar = (meta.get("flags") or (None,))[0]
+                group.add_argument(f.name, metavar=metavar, help=help_text, **optional)
             continue
         flags = meta.get("flags") or (f"--{f.name.replace('_', '-')}",)
+        if _is_list(hints[f.name]):  # given once per value: `--stop A --stop B`
+            group.add_argument(
+                *flags, dest=f.name, action="append", type=kind, default=default, help=help_text
+            )
+            continue
         if kind is bool:
             if default:
                 group.add_argument(meta["negative_flag"], dest=f.name, action="store_false", help=help_text)
