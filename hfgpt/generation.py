@@ -104,24 +104,6 @@ def check_generation_options(
             )
 
 
-def max_positions(model) -> int | None:
-    """The longest sequence `model` can take, or None for any length.
-
-    For an hfgpt model, its positional strategy's `max_positions` (`learned`: the context length; `rope`,
-    `sinusoidal`, `alibi`, `none`: None). For another transformers model, its config's `n_positions` or
-    `max_position_embeddings` (GPT-2 names it `n_positions`).
-    """
-    encoding = getattr(getattr(model, "transformer", None), "position_encoding", None)
-    if encoding is not None:
-        return encoding.max_positions
-    config = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
     """The prompt's token ids; an empty prompt (or one with no tokens) is an error."""
     check_prompt(prompt)
@@ -481,7 +463,9 @@ def generate_texts(
     settings = generation_settings(
         model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, num_return_sequences
     )
-    limit = max_positions(model)
+    from hfgpt.position_encoding import max_positions
+
+    limit = max_positions(model.config)
     message = context_note(len(ids), max_new_tokens, limit)
     if message is not None:
         (note or (lambda text: print(text, file=sys.stderr)))(message)
@@ -536,6 +520,5 @@ __all__ = [
     "generate_cropped",
     "generate_text",
     "generate_texts",
-    "max_positions",
     "prompt_ids",
 ]

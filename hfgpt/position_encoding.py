@@ -334,12 +334,16 @@ def strategy_class(config) -> type[PositionEncoding]:
 def max_positions(config) -> int | None:
     """The longest sequence a model with `config` can encode, or `None` for any length.
 
-    For an hfgpt config, its strategy answers (`max_positions_for`); another transformers config (GPT-2's,
-    say) is taken at its word: the `max_position_embeddings` it declares.
+    For an hfgpt config, its strategy answers (`max_positions_for`); another transformers config is taken at
+    its word: its `n_positions` (GPT-2) or `max_position_embeddings`.
     """
     if hasattr(config, "position_encoding"):
         return strategy_class(config).max_positions_for(config)
-    return getattr(config, "max_position_embeddings", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def check_position_options(config) -> None:

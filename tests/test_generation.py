@@ -37,8 +37,8 @@ from hfgpt.generation import (
     generate_text,
     generate_texts,
     generation_settings,
-    max_positions,
 )
+from hfgpt.position_encoding import max_positions
 
 TEXT = "Every effort moves you forward, and every step counts. "
 
@@ -155,10 +155,10 @@ def book_generate(model, idx, max_new_tokens, context_size, temperature=0.0, top
 
 
 def test_max_positions_of_hfgpt_strategies_and_of_plain_transformers_models(gpt2_model):
-    assert max_positions(word_model("learned", context_length=16)[0]) == 16
+    assert max_positions(word_model("learned", context_length=16)[0].config) == 16
     for strategy in ("rope", "none", "sinusoidal"):
-        assert max_positions(word_model(strategy)[0]) is None
-    assert max_positions(gpt2_model) == 64  # GPT2Config.n_positions
+        assert max_positions(word_model(strategy)[0].config) is None
+    assert max_positions(gpt2_model.config) == 64  # GPT2Config.n_positions
     llama = LlamaForCausalLM(
         LlamaConfig(
             vocab_size=32,
@@ -169,7 +169,7 @@ def test_max_positions_of_hfgpt_strategies_and_of_plain_transformers_models(gpt2
             max_position_embeddings=48,
         )
     )
-    assert max_positions(llama) == 48
+    assert max_positions(llama.config) == 48
 
 
 # --- greedy and sampling: the same as transformers' generate() --------------------------------------------
@@ -271,7 +271,7 @@ def test_a_plain_gpt2_model_continues_past_its_context_like_the_books_loop(gpt2_
     prompt = torch.randint(0, 50256, (1, 30))
     settings = generation_settings(gpt2_model, 60, temperature, None, None, None, 1)
     torch.manual_seed(1)
-    output = generate_cropped(gpt2_model, prompt, settings, context=max_positions(gpt2_model))
+    output = generate_cropped(gpt2_model, prompt, settings, context=max_positions(gpt2_model.config))
     torch.manual_seed(1)
     reference = book_generate(gpt2_model, prompt, 60, 64, temperature, eos_id=50256)
     assert output.tolist() == reference.tolist()

@@ -393,11 +393,3 @@ def test_strategies_answer_for_their_length_from_the_config_alone(strategy, limi
     assert config.context_length == 64
     assert max_positions(config) == limit
     assert HFGPTForCausalLM(config).transformer.position_encoding.max_positions == limit
-
-
-def test_a_foreign_config_is_taken_at_its_word():
-    from transformers import GPT2Config
-
-    from hfgpt.position_encoding import max_positions
-
-    assert max_positions(GPT2Config(n_positions=48)) == 48
