@@ -368,7 +368,7 @@ def evaluate_strategy(
     With `scaling` (a rope model only) the rows are the series `rope+<scaling>`: at each length the model is
     loaded stretched by `factor = length / L` (1 at L and below), which changes no weight.
     """
-    from hfgpt.evaluation import TokenizedText, default_device, evaluate, tokenize_for_eval
+    from hfgpt.evaluation import default_device, eval_stream, evaluate
     from hfgpt.loading import load_causal_lm
 
     series = run.strategy if scaling is None else f"{run.strategy}+{scaling}"
@@ -381,13 +381,20 @@ def evaluate_strategy(
         model, tokenizer = load_causal_lm(run.model_dir, position_options)
         model.to(default_device())
         if text is None:
-            text = tokenize_for_eval(tokenizer, held_out, args.text_column)
-            # The first `eval_tokens` tokens: long windows cost length/stride forward passes per token when
-            # sliding. bytes=0: the cut falls inside a document, so bits per byte would be wrong; not reported.
-            text = TokenizedText(ids=text.ids[: args.eval_tokens + 1], bytes=0, documents=text.documents)
+            text = eval_stream(tokenizer, held_out, args.text_column)
         for protocol in protocols:
             stride = args.stride() if protocol == "sliding" else None
-            for result in evaluate(model, tokenizer, text, load_lengths, stride, args.eval_batch_size):
+            # The first `eval_tokens` tokens: long windows cost length/stride forward passes per token when sliding.
+            results = evaluate(
+                model,
+                tokenizer,
+                text,
+                load_lengths,
+                stride,
+                args.eval_batch_size,
+                max_tokens=args.eval_tokens,
+            )
+            for result in results:
                 if not result.encodable:
                     if protocol == protocols[0]:
                         notes.append(f"`{series}` at {result.length}: not evaluated, {result.reason}")

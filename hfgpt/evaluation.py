@@ -1,19 +1,20 @@
 """Held-out evaluation of a causal language model: loss, perplexity and bits per byte at several lengths.
 
-The text is prepared the way `window()` prepares training text: every document is tokenized with the model's
-own tokenizer (no special tokens added) and the documents are joined into one token stream, separated by the
-tokenizer's EOS. Every token of the stream except the first is scored exactly once (the first has no
-context to be predicted from), so all lengths and both protocols score the same tokens and their numbers
-compare directly.
+The text becomes the same token stream training uses (`hfgpt.data.stream`: every document tokenized with the
+model's own tokenizer, no special tokens added, joined with the tokenizer's EOS, in a memory-mapped file).
+Every token of the stream except the first is scored exactly once (the first has no context to be predicted
+from), so all lengths and both protocols score the same tokens and their numbers compare directly.
 
-Windows hold `length` input tokens, and every input position predicts the token after it, the last one
-included: the targets of window at `begin` are tokens `begin + 1 .. begin + length`, the pairs `window()`
-trains on. Windows start every `stride` tokens (`stride = length`, the default, is non-overlapping
-windows) and a window scores only the targets no earlier window scored; the others get label -100. This is
-the algorithm of transformers' perplexity guide run on windows of `length + 1` tokens whose last token is
-only a target, so the model never sees more than `length` tokens and no token is lost where two windows
-meet. With `stride < length` each scored token (past the first window) is predicted from at least
-`length - stride + 1` tokens of context.
+Windows are the stream's windows with the tail covered (`TokenStream.window_starts(cover_tail=True)`): they
+hold `length` input tokens, and every input position predicts the token after it, the last one included: the
+targets of the window at `begin` are tokens `begin + 1 .. begin + length`, the pairs `window()` trains on.
+Windows start every `stride` tokens (`stride = length`, the default, is non-overlapping windows) and a window
+scores only the targets no earlier window scored. The last window ends with the text, so nothing is padded:
+the cost follows the text, and a text shorter than `length` is scored once, as it is. This is the algorithm of
+transformers' perplexity guide run on windows of `length + 1` tokens whose last token is only a target, so the
+model never sees more than `length` tokens and no token is lost where two windows meet. With `stride <
+length` each scored token (past the first window) is predicted from at least `length - stride + 1` tokens of
+context.
 
 The three numbers, over the scored tokens:
 
@@ -32,15 +33,17 @@ The three numbers, over the scored tokens:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from datasets import DatasetDict
 
-from hfgpt.data.sources import as_dataset, check_text_column, iter_texts
+from hfgpt.data.sources import as_dataset
+from hfgpt.data.stream import TokenStream, build_stream, window_starts
 from hfgpt.errors import ConfigError, DataError
 from hfgpt.position_encoding import max_positions
 
@@ -53,7 +56,8 @@ class EvalResult:
         length (`int`): input tokens per window.
         stride (`int`): tokens between window starts (`length`: non-overlapping windows).
         tokens (`int`): tokens scored (the stream's tokens but its first); 0 when `encodable` is False.
-        bytes (`int`): UTF-8 bytes of the documents that have a token (see the module docstring).
+        bytes (`int`, *optional*): UTF-8 bytes of the documents that have a token (see the module docstring);
+            None when the scored tokens end inside a document (`max_tokens`) or the ids came without text.
         loss (`float`, *optional*): mean cross-entropy in nats per scored token; None when not encodable.
         perplexity (`float`, *optional*): `exp(loss)`.
         bits_per_byte (`float`, *optional*): summed cross-entropy in bits over `bytes`.
@@ -64,7 +68,7 @@ class EvalResult:
     length: int
     stride: int
     tokens: int
-    bytes: int
+    bytes: int | None
     loss: float | None
     perplexity: float | None
     bits_per_byte: float | None
@@ -73,15 +77,6 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class TokenizedText:
-    """The evaluation stream: the documents' ids joined with EOS, and the UTF-8 bytes of those documents."""
-
-    ids: np.ndarray
-    bytes: int
-    documents: int
 
 
 def check_eval_options(
@@ -116,96 +111,64 @@ def check_eval_options(
     return list(dict.fromkeys(int(length) for length in lengths))
 
 
-def tokenize_for_eval(
-    tokenizer, source: Any, text_column: str = "text", batch_size: int = 1000
-) -> TokenizedText:
-    """Tokenize the documents of `source` into one stream joined with EOS, counting their UTF-8 bytes.
+def eval_stream(
+    tokenizer, source: Any, text_column: str = "text", num_proc: int | None = None
+) -> TokenStream:
+    """The evaluation stream of `source` (see the module docstring), to score with one or several models.
 
-    `source`: a text, a list of texts, a `pathlib.Path` (or a list of them) or a `datasets.Dataset` /
-    `IterableDataset` with a `text_column` (as for `window()`).
+    `source`: a text, a list of texts, a `pathlib.Path` (or a list of them) or a `datasets.Dataset` with a
+    `text_column` (as for `window()`).
     """
     dataset = as_dataset(source, text_column)
-    if not hasattr(dataset, "select_columns") or isinstance(dataset, dict):
+    if isinstance(dataset, DatasetDict):
         raise DataError("evaluate one split: pass dataset['test'] (or another split), not a DatasetDict")
-    check_text_column(dataset, text_column)
-    separator = getattr(tokenizer, "eos_token_id", None)
-    pieces: list[np.ndarray] = []
-    n_bytes = documents = 0
-    for batch in _batched(iter_texts(dataset, text_column, batch_size), batch_size):
-        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
-        for text, ids in zip(batch, encoded):
-            if not ids:  # like window(): a document with no tokens adds nothing, not even a separator
-                continue
-            if pieces and separator is not None:
-                pieces.append(np.array([separator], dtype=np.int64))
-            pieces.append(np.asarray(ids, dtype=np.int64))
-            n_bytes += len(text.encode("utf-8"))
-            documents += 1
-    if not pieces:
+    stream = build_stream(dataset, tokenizer, text_column=text_column, num_proc=num_proc)
+    if stream.n_tokens == 0:
         raise DataError("the evaluation text is empty (no tokens): pass files that contain text")
-    return TokenizedText(ids=np.concatenate(pieces), bytes=n_bytes, documents=documents)
-
-
-def _batched(items: Iterable[str], size: int) -> Iterable[list[str]]:
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def window_starts(n_tokens: int, length: int, stride: int) -> np.ndarray:
-    """Window starts 0, stride, 2 * stride, ... up to the first window that reaches the stream's last token."""
-    last = n_tokens - 1  # index of the last target
-    count = max(0, -(-(last - length) // stride)) + 1  # windows until begin + length >= last
-    return np.arange(count, dtype=np.int64) * stride
+    return stream
 
 
 def score_stream(
     model,
-    ids: np.ndarray | torch.Tensor,
+    stream: TokenStream,
     length: int,
     stride: int,
     batch_size: int = 8,
     progress: bool = False,
     desc: str | None = None,
+    n_tokens: int | None = None,
 ) -> tuple[float, int]:
     """`(summed cross-entropy in nats, tokens scored)` of the stream's tokens but the first, in windows.
 
-    See the module docstring for the windows. Windows are gathered and the sum kept on the model's device,
-    read back once at the end: no step waits for the device to hand back a number.
+    See the module docstring for the windows; `n_tokens` scores only the stream's first tokens. Windows are read
+    from the memory-mapped stream a batch at a time and the sum is kept on the model's device, read back once at
+    the end: no step waits for the device to hand back a number.
     """
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
-    stream = torch.as_tensor(np.asarray(ids), dtype=torch.long)
-    n = stream.numel()
+    n = min(stream.n_tokens, n_tokens or stream.n_tokens)
     if n < 2:
         raise DataError(f"the evaluation text has {n} token(s): at least 2 are needed (one to predict from)")
-    # Padding past the end lets every window gather `length + 1` tokens; padded targets are never scored.
-    stream = torch.cat([stream, stream.new_full((length + 1,), int(stream[-1]))]).to(device)
-    starts = torch.from_numpy(window_starts(n, length, stride)).to(device)
-    offsets = torch.arange(length + 1, device=device)
-    # A window scores targets it is the first to reach: past the previous window's last target
-    # (begin - stride + length), and only real tokens (index <= n - 1).
-    first_new = torch.where(starts == 0, 0, length - stride)
+    device = next(model.parameters()).device
+    starts = window_starts(n, length, stride, cover_tail=True)
+    whole = int((starts + length <= n - 1).sum())  # the last window may end with the text, shorter
     accumulate = torch.float32 if device.type == "mps" else torch.float64
     total = torch.zeros((), dtype=accumulate, device=device)
+    batches = [starts[i : min(i + batch_size, whole)] for i in range(0, whole, batch_size)]
+    if whole < len(starts):
+        batches.append(starts[whole:])
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for i in tqdm(range(0, len(starts), batch_size), desc=desc, disable=not progress, unit="batch"):
-                begin = starts[i : i + batch_size]
-                window = stream[begin[:, None] + offsets]
+            for begin in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+                size = min(length, n - 1 - int(begin[0]))  # inputs of these windows: all whole but the last
+                window = torch.from_numpy(stream.gather(begin, size).astype(np.int64)).to(device)
                 inputs, targets = window[:, :-1], window[:, 1:]
-                position = offsets[:-1]
-                scored = (position >= first_new[i : i + batch_size, None]) & (
-                    begin[:, None] + position + 1 <= n - 1
-                )
+                # A window scores the targets no earlier window reached: from position length - stride on
+                # (the first window scores all).
+                first_new = torch.from_numpy(np.where(begin == 0, 0, length - stride)).to(device)
+                scored = torch.arange(size, device=device) >= first_new[:, None]
                 logits = model(input_ids=inputs, use_cache=False).logits
                 nats = F.cross_entropy(
                     logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
@@ -216,7 +179,7 @@ def score_stream(
     return float(total), n - 1
 
 
-def _result(length: int, stride: int, nats: float, tokens: int, n_bytes: int) -> EvalResult:
+def _result(length: int, stride: int, nats: float, tokens: int, n_bytes: int | None) -> EvalResult:
     loss = nats / tokens
     perplexity = math.exp(loss) if loss < 700 else math.inf
     bits_per_byte = nats / math.log(2) / n_bytes if n_bytes else None
@@ -233,6 +196,7 @@ def evaluate(
     *,
     text_column: str = "text",
     progress: bool = False,
+    max_tokens: int | None = None,
 ) -> list[EvalResult]:
     """Loss, perplexity and bits per byte of held-out text at each length (see the module docstring).
 
@@ -242,24 +206,28 @@ def evaluate(
         tokenizer: the model's tokenizer.
         texts_or_dataset: a text, a list of texts, a `pathlib.Path` (or a list of them), a
             `datasets.Dataset` with a `text_column` (e.g. `hfgpt.data.sources.load_corpus(...)`), or a
-            `TokenizedText` from `tokenize_for_eval` (to score the same text with several models).
+            `TokenStream` from `eval_stream` (to score the same text with several models).
         lengths (`int` or a sequence of `int`): input tokens per window, one result each.
         stride (`int`, *optional*): tokens between window starts, at most the smallest length; None (the
             default) for non-overlapping windows (stride = length).
         batch_size (`int`, defaults to 8): windows per forward pass.
         text_column (`str`, defaults to `"text"`): the column holding the text.
         progress (`bool`, defaults to `False`): show a progress bar per length.
+        max_tokens (`int`, *optional*): score only the stream's first `max_tokens + 1` tokens (the same ones at
+            every length); bits per byte is then not reported, as the cut falls inside a document.
 
     Returns:
         One `EvalResult` per length, in order. A length the model's positions cannot encode (e.g. past a
         `learned` model's context length) is not run: its result has `encodable=False` and a `reason`.
     """
     lengths = check_eval_options(lengths, stride, batch_size)
-    text = (
+    stream = (
         texts_or_dataset
-        if isinstance(texts_or_dataset, TokenizedText)
-        else tokenize_for_eval(tokenizer, texts_or_dataset, text_column)
+        if isinstance(texts_or_dataset, TokenStream)
+        else eval_stream(tokenizer, texts_or_dataset, text_column)
     )
+    n_tokens = min(stream.n_tokens, max_tokens + 1) if max_tokens else stream.n_tokens
+    n_bytes = stream.n_bytes if n_tokens == stream.n_tokens else None
     limit = max_positions(model.config)
     results = []
     for length in lengths:
@@ -267,12 +235,12 @@ def evaluate(
         if limit is not None and length > limit:
             strategy = getattr(model.config, "position_encoding", model.config.model_type)
             reason = f"position encoding {strategy!r} cannot encode {length} positions (it knows {limit})"
-            results.append(EvalResult(length, step, 0, text.bytes, None, None, None, False, reason))
+            results.append(EvalResult(length, step, 0, n_bytes, None, None, None, False, reason))
             continue
         nats, tokens = score_stream(
-            model, text.ids, length, step, batch_size, progress, desc=f"length {length}, stride {step}"
+            model, stream, length, step, batch_size, progress, f"length {length}, stride {step}", n_tokens
         )
-        results.append(_result(length, step, nats, tokens, text.bytes))
+        results.append(_result(length, step, nats, tokens, n_bytes))
     return results
 
 
@@ -283,11 +251,9 @@ def default_device() -> str:
 
 __all__ = [
     "EvalResult",
-    "TokenizedText",
     "check_eval_options",
     "default_device",
+    "eval_stream",
     "evaluate",
     "score_stream",
-    "tokenize_for_eval",
-    "window_starts",
 ]

@@ -183,7 +183,7 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
     import hfgpt
     import hfgpt.loading
     from hfgpt.compare import CompareArguments, held_out_texts
-    from hfgpt.evaluation import TokenizedText, evaluate, tokenize_for_eval
+    from hfgpt.evaluation import eval_stream, evaluate
 
     loads, load = [], hfgpt.loading.load_causal_lm
     monkeypatch.setattr(hfgpt.loading, "load_causal_lm", lambda d, o=None: loads.append(o) or load(d, o))
@@ -207,14 +207,13 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
     assert loss["rope+linear", 16] == pytest.approx(loss["rope", 16], rel=1e-5)
     tokenizer = hfgpt.RegexTokenizer.from_pretrained(output / "rope")
     held_out = held_out_texts(CompareArguments(corpus=[str(default_corpus_path())]))
-    text = tokenize_for_eval(tokenizer, held_out, "text")
-    text = TokenizedText(ids=text.ids[:601], bytes=0, documents=text.documents)  # --eval-tokens 600
+    text = eval_stream(tokenizer, held_out, "text")
     for scaling in ("yarn", "linear"):
         options = {"scaling": scaling, "factor": 2.0}
         model = hfgpt.HFGPTForCausalLM.from_pretrained(
             output / "rope", position_encoding_kwargs=options
         ).eval()
-        (reference,) = evaluate(model, tokenizer, text, [32], batch_size=8)
+        (reference,) = evaluate(model, tokenizer, text, [32], batch_size=8, max_tokens=600)
         assert loss[f"rope+{scaling}", 32] == pytest.approx(reference.loss, rel=1e-5)
     # a 30-step model hardly depends on positions, so check that the stretch reached the loads
     assert loads == [None, *({"scaling": s, "factor": f} for s in ("yarn", "linear") for f in (1.0, 2.0))]

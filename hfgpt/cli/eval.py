@@ -120,19 +120,19 @@ def run(args: argparse.Namespace) -> int:
     lengths = check_eval_options(parse_lengths(args.lengths), args.stride, args.batch_size)
     position_options = parse_position_options(args.position_options)
     from hfgpt.data.sources import load_corpus
-    from hfgpt.evaluation import default_device, evaluate, tokenize_for_eval
+    from hfgpt.evaluation import default_device, eval_stream, evaluate
     from hfgpt.loading import check_model_dir, check_tokenizer_dir, load_causal_lm
 
     check_tokenizer_dir(check_model_dir(args.model_dir))  # a damaged directory fails before the corpus loads
     corpus = load_corpus(args.corpus, text_column=args.text_column)
     model, tokenizer = load_causal_lm(args.model_dir, position_options)
     lengths = check_eval_options(lengths or [context_length(model)], args.stride, args.batch_size)
-    text = tokenize_for_eval(tokenizer, corpus, args.text_column)
+    stream = eval_stream(tokenizer, corpus, args.text_column)
     device = default_device()
     results = evaluate(
         model.to(device),
         tokenizer,
-        text,
+        stream,
         lengths,
         args.stride,
         args.batch_size,
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([result.to_dict() for result in results]))
         return 0
     print(
-        f"{args.model_dir}: {text.documents} document(s), {len(text.ids)} tokens, {text.bytes} bytes, "
+        f"{args.model_dir}: {stream.documents} document(s), {stream.n_tokens} tokens, {stream.n_bytes} bytes, "
         f"on {device}"
     )
     print(format_table(results))

@@ -4,7 +4,7 @@ reference of tests/data/test_windows.py.
 window() itself (datasets.map, Arrow files) costs milliseconds per call, so its own property tests stay at a
 small count in test_windows.py; here the same semantics are checked at 10,000 examples in the volume pass:
 
-* the in-memory path: documents split into random Arrow batches, joined by `_join_batch` (what build_stream
+* the in-memory path: documents split into random Arrow batches, joined by `_join_batch` (what the stream
   does per batch), windowed at `TokenStream.window_starts`, gathered by `_gather_windows` over random batches
   of starts (what map hands it);
 * the streaming path: `_StreamWindower` fed batches of random sizes, twice (a second epoch).
@@ -18,14 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hfgpt.data.windows import (
-    MAX_TOKEN_ID,
-    _gather_windows,
-    _join_batch,
-    _stream_from_lengths,
-    _StreamWindower,
-    window_dtype,
-)
+from hfgpt.data.stream import MAX_TOKEN_ID, TokenStream, _join_batch
+from hfgpt.data.windows import _gather_windows, _StreamWindower, window_dtype
 from tests.data.test_windows import reference_windows
 
 # Small ids repeat, so a misplaced token shows; scaled by `id_scales` they reach int32's top (int32 columns).
@@ -78,9 +72,7 @@ def test_joined_stream_starts_and_gather_match_reference(
         tokens.append(values)
         doc_lengths.append(batch_lengths)
         max_id = max(max_id, batch_max_id)
-    stream = _stream_from_lengths(
-        np.concatenate(doc_lengths), max_id, sep, tokens=np.concatenate(tokens).astype(np.int32)
-    )
+    stream = TokenStream.from_arrays(np.concatenate(tokens), np.concatenate(doc_lengths), sep, max_id)
     assert stream.max_id == max(all_ids(docs) + ([] if sep is None else [sep]), default=-1)
 
     starts = stream.window_starts(max_length, stride, within)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from hfgpt import GPT2BPETokenizer, HFGPTConfig, HFGPTForCausalLM
 from hfgpt.data import create_dataloader, load_corpus, window
-from hfgpt.data import windows as windows_module
+from hfgpt.data import stream as stream_module
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import DataError
 
@@ -220,7 +220,7 @@ def test_num_proc_shards_hold_equal_text_and_the_windows_keep_the_documents_orde
     text = VERDICT.read_text()
     docs = [text[:50]] * 40 + [text[: 500 + 37 * i] for i in range(20)]
     source = Dataset.from_dict({"text": docs}).shuffle(seed=1)  # an indices mapping, too
-    order = windows_module._balanced_order(source, "text", num_proc)
+    order = stream_module._balanced_order(source, "text", num_proc)
     assert sorted(order.tolist()) == list(range(len(docs)))
     div, mod = divmod(len(docs), num_proc)
     sizes = [len(row.encode()) for row in source["text"]]
@@ -240,20 +240,20 @@ def test_num_proc_shards_hold_equal_text_and_the_windows_keep_the_documents_orde
 def test_the_tokenizing_function_reaches_workers_through_the_standard_pickler(gpt2_tokenizer):
     # datasets sends map's function to num_proc workers with dill, whose pure-Python pickler takes over a
     # second for GPT-2's tokenizer; the function hands dill the tokenizer already pickled (bytes).
-    encoder = windows_module._Encoder(gpt2_tokenizer, "text")
+    encoder = stream_module._Encoder(gpt2_tokenizer, "text")
     restored = dill.loads(dill.dumps(encoder))
     batch = {"text": ["Hello, world!", "I had always thought Jack Gisburn"]}
     assert [ids.tolist() for ids in restored(batch)["input_ids"]] == [
         ids.tolist() for ids in encoder(batch)["input_ids"]
     ]
     reduced = encoder.__reduce__()
-    assert reduced[0] is windows_module._unpickle_encoder and isinstance(reduced[1][0], bytes)
+    assert reduced[0] is stream_module._unpickle_encoder and isinstance(reduced[1][0], bytes)
 
     # a tokenizer the standard pickler refuses is left to dill
     gpt2_tokenizer.hook = lambda text: text
     try:
-        unpicklable = windows_module._Encoder(gpt2_tokenizer, "text")
-        assert unpicklable.__reduce__()[0] is windows_module._Encoder
+        unpicklable = stream_module._Encoder(gpt2_tokenizer, "text")
+        assert unpicklable.__reduce__()[0] is stream_module._Encoder
         assert dill.loads(dill.dumps(unpicklable))(batch)["input_ids"][0].tolist() == [15496, 11, 995, 0]
     finally:
         del gpt2_tokenizer.hook
