@@ -17,7 +17,7 @@ import sys
 from hfgpt import __version__
 from hfgpt.errors import HFGPTError
 
-COMMANDS = ("train", "generate", "eval", "compare", "attention", "tokenize", "plugins")
+COMMANDS = ("train", "generate", "eval", "compare", "attention", "tokenize", "plugins", "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):
