@@ -280,7 +280,7 @@ def _neox_config(config):
         hidden_act="gelu_pytorch_tanh",  # the same op as hfgpt's `GELU(approximate="tanh")`
         attention_dropout=config.drop_rate,
         hidden_dropout=config.drop_rate,
-        max_position_embeddings=config.context_length,
+        max_position_embeddings=neox_context_length(config),
         initializer_range=config.initializer_range,
         layer_norm_eps=config.layer_norm_epsilon,
         use_parallel_residual=False,
@@ -288,6 +288,21 @@ def _neox_config(config):
         rope_parameters=rope_parameters(config),
         **_common_fields(config),
     )
+
+
+def neox_context_length(config) -> int:
+    """NeoX's `max_position_embeddings`, which changes no frequency but which serving tools read as the longest
+    input: the trained context, times the factor where no scaling key says it (`ntk` exports as a plain larger
+    theta). `linear` keeps the trained context, as tools multiply it by `rope_scaling`'s factor themselves
+    (vLLM's `max_model_len`); for `yarn` it is the original length times the factor, the ratio transformers
+    checks it against."""
+    rope = rope_parameters(config)
+    if rope["rope_type"] == "yarn":
+        return int(rope["original_max_position_embeddings"] * rope["factor"])
+    options = config.position_encoding_kwargs or {}
+    if options.get("scaling") == "ntk":
+        return int(config.context_length * float(options.get("factor", 1.0)))
+    return config.context_length
 
 
 def neox_qkv_rows(tensor: torch.Tensor, n_heads: int) -> torch.Tensor:

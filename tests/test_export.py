@@ -280,6 +280,7 @@ def test_the_exported_directory_is_stock(trained):
     config = json.loads((exported_dir / "config.json").read_text())
     assert config["architectures"] == ["GPTNeoXForCausalLM"] and "auto_map" not in config
     assert config["use_parallel_residual"] is False and config["hidden_act"] == "gelu_pytorch_tanh"
+    assert config["max_position_embeddings"] == 4 * 64  # the context yarn x4 stretches the trained 64 to
     # Keys of transformers 4's GPT-NeoX config, for consumers pinned to it; transformers 5 reads the same rope.
     assert config["rotary_pct"] == 1.0 and config["rotary_emb_base"] == 10000.0
     assert config["rope_scaling"]["rope_type"] == "yarn" and config["rope_scaling"]["factor"] == 4.0
@@ -482,7 +483,7 @@ for name, case in cases.items():
 
 CHILD_CTRANSLATE2 = """
 import ctranslate2
-from ctranslate2.converters import TransformersConverter
+from ctranslate2.converters.transformers import main as ct2_transformers_converter
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 # CTranslate2 4.8's GPT-NeoX loader reads two names of transformers 4 (where converters still run): the
 # rotated fraction as config.rotary_pct (transformers 5 keeps it in rope_parameters) and the head as embed_out.
@@ -491,7 +492,9 @@ if not hasattr(GPTNeoXConfig, "rotary_pct"):
 if not hasattr(GPTNeoXForCausalLM, "embed_out"):
     GPTNeoXForCausalLM.embed_out = property(lambda self: self.lm_head)
 for name, case in cases.items():
-    converted = TransformersConverter(case["dir"]).convert(case["dir"] + "-ct2", force=True)
+    converted = case["dir"] + "-ct2"  # what the ct2-transformers-converter command runs, in this process
+    sys.argv = ["ct2-transformers-converter", "--model", case["dir"], "--output_dir", converted, "--force"]
+    ct2_transformers_converter()
     tokenizer = AutoTokenizer.from_pretrained(case["dir"])
     generator = ctranslate2.Generator(converted, device="cpu", intra_threads=1)
     prompt = tokenizer.convert_ids_to_tokens(case["prompt"])
