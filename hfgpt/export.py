@@ -237,7 +237,7 @@ def _gpt2_config(config):
     )
 
 
-def _qkv_bias(config, state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+def _qkv_bias(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
     import torch
 
     bias = state.get(f"{prefix}.attn.qkv.bias")
@@ -261,9 +261,7 @@ def _gpt2_weights(config, state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     for i in range(config.n_layers):
         prefix = f"transformer.h.{i}"
         for ours, (theirs, transpose) in BLOCK_WEIGHTS.items():
-            tensor = (
-                _qkv_bias(config, state, prefix) if ours == "attn.qkv.bias" else state[f"{prefix}.{ours}"]
-            )
+            tensor = _qkv_bias(state, prefix) if ours == "attn.qkv.bias" else state[f"{prefix}.{ours}"]
             weights[f"transformer.h.{i}.{theirs}"] = tensor.t().contiguous() if transpose else tensor
     return weights
 
@@ -325,7 +323,7 @@ def _neox_weights(config, state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         for ours, theirs in NEOX_BLOCK_MODULES.items():
             for param in ("weight", "bias"):
                 tensor = (
-                    _qkv_bias(config, state, prefix)
+                    _qkv_bias(state, prefix)
                     if (ours, param) == ("attn.qkv", "bias")
                     else state[f"{prefix}.{ours}.{param}"]
                 )
@@ -391,17 +389,20 @@ def export_model(
     `verify=False`: float32 logits within `VERIFY_TOLERANCE` of hfgpt's, identical tokenizer ids), and only
     then renamed to `output_dir` (replacing what was there with `overwrite`).
     """
+    from transformers.utils import logging as hf_logging
+
+    from hfgpt.configuration_hfgpt import HFGPTConfig
     from hfgpt.loading import check_model_dir, check_tokenizer_dir
 
     arguments = ExportArguments(to=to, overwrite=overwrite, verify=verify)
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     check_tokenizer_dir(check_model_dir(model_dir))
-    config = read_config(model_dir)
+    config: Any = read_config(model_dir)
+    if config.get("model_type") == "hfgpt":  # another model type is refused by export_target as it is
+        config = HFGPTConfig.from_pretrained(model_dir)  # every field, those config.json leaves out included
     architecture = export_target(config, arguments.to)
     _check_tokenizer_class(model_dir)
     check_output_dir(output_dir, model_dir, arguments.overwrite)
-
-    from transformers.utils import logging as hf_logging
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     # A hidden sibling on the same file system, so the final rename is atomic; made with os.mkdir (not
