@@ -70,7 +70,7 @@ CASES = {
 
 def tiny(seed: int = 0, **fields) -> hfgpt.HFGPTForCausalLM:
     """The tiny preset (2 layers, 4 heads of 8) with a context of 16 positions, so that rope runs well past it."""
-    config = hfgpt.HFGPTConfig.from_preset("tiny", vocab_size=VOCAB, context_length=16, **fields)
+    config = hfgpt.HFGPTConfig.from_preset("tiny", **{"vocab_size": VOCAB, "context_length": 16, **fields})
     torch.manual_seed(seed)
     return hfgpt.HFGPTForCausalLM(config).eval()
 
@@ -405,6 +405,33 @@ def test_the_command_exports_and_verifies(saved, tmp_path, capsys):
     assert "verified: largest float32 logit difference" in printed and "tokenizer ids identical" in printed
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "out")).__name__ == "GPT2LMHeadModel"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left
+
+
+@pytest.mark.parametrize("strategy", ["gpt2-bpe", "bpe", "regex", "chars"])
+def test_every_tokenizer_strategy_exports_with_its_ids(strategy, tmp_path):
+    from hfgpt.plugins import get_tokenizer_class
+
+    tokenizer = get_tokenizer_class(strategy).from_corpus([STORY[:5000]])
+    model = tiny(position_encoding="rope", vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    result = export_model(tmp_path / "model", tmp_path / "out")
+    assert result.tokenizer_class == type(tokenizer).__name__
+    fast = AutoTokenizer.from_pretrained(tmp_path / "out")
+    text = PROMPT + " -- unheard-of words, café 日本 😀<|endoftext|>"
+    assert fast.encode(text) == tokenizer.encode(text)
+    assert fast.decode(tokenizer.encode(text)) == tokenizer.decode(tokenizer.encode(text))
+
+
+def test_export_help_imports_neither_torch_nor_transformers():
+    code = (
+        "import sys\nfrom hfgpt.cli import main\ntry:\n    main(['export', '--help'])\nexcept SystemExit:\n"
+        "    pass\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    env = {**os.environ, "HFGPT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--to {auto,gpt2,gpt-neox}" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_overwrite_replaces_only_after_success(saved, tmp_path, monkeypatch):
