@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,8 @@ NO_SPACE_BEFORE = ",.?!\"()'"
 def python_whitespace() -> str:
     """`\\s` of Python's `re` (for str patterns), as Oniguruma escapes (`\\x{9}\\x{a}...`) to put in a class.
 
-    Python's `\\s` is `str.isspace()`, which differs from Oniguruma's (the regex engine of `tokenizers`) on
-    the separators U+001C..U+001F among others; spelling the characters out makes the word pieces Python's."""
+    Python's `\\s` is `str.isspace()`; Oniguruma's (the regex engine of `tokenizers`) lacks the separators
+    U+001C..U+001F. Spelling the characters out makes the word pieces Python's."""
     return "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
@@ -49,33 +50,37 @@ def to_fast_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
     """A `PreTrainedTokenizerFast` giving the same ids as the hfgpt `tokenizer`, for `save_pretrained` into a
     directory that loads with `AutoTokenizer` where hfgpt is not installed.
 
-    Dispatches on the class: `GPT2BPETokenizer` and `BPETokenizer` (byte-level BPE), `RegexTokenizer` (words),
-    the `chars` plugin's `CharTokenizer` (characters). Any other class raises `TokenizerError`.
+    Dispatches on the exact class: `GPT2BPETokenizer` and `BPETokenizer` (byte-level BPE), `RegexTokenizer`
+    (words), the `chars` plugin's `CharTokenizer` (characters). Any other class, subclasses of these included
+    (they may split or join differently), raises `TokenizerError`.
     """
-    from hfgpt.tokenization.bpe import GPT2BPETokenizer
-    from hfgpt.tokenization.regex import RegexTokenizer
-
-    if isinstance(tokenizer, GPT2BPETokenizer):
-        return _wrap(tokenizer, _bpe_pipeline(tokenizer))
-    if isinstance(tokenizer, RegexTokenizer):
-        return _wrap(tokenizer, _word_pipeline(tokenizer))
-    if _is_char_tokenizer(tokenizer):
-        return _wrap(tokenizer, _char_pipeline(tokenizer))
-    raise TokenizerError(
-        f"cannot export a {_class_name(tokenizer)} as a fast tokenizer: tokenizer.json exports exist for "
-        f"{', '.join(EXPORTABLE)}"
-    )
+    pipeline = _pipelines().get(type(tokenizer))
+    if pipeline is None:
+        raise TokenizerError(
+            f"cannot export a {_class_name(tokenizer)} as a fast tokenizer: tokenizer.json exports exist for "
+            f"{', '.join(EXPORTABLE)}"
+        )
+    return _wrap(tokenizer, pipeline(tokenizer))
 
 
 EXPORTABLE = ("GPT2BPETokenizer", "BPETokenizer", "RegexTokenizer", "CharTokenizer (the chars plugin)")
 
 
-def _is_char_tokenizer(tokenizer) -> bool:
+def _pipelines() -> dict[type, Callable]:
+    """tokenizer class -> the function building its `tokenizers` pipeline."""
+    from hfgpt.tokenization.bpe import BPETokenizer, GPT2BPETokenizer
+    from hfgpt.tokenization.regex import RegexTokenizer
+
+    pipelines: dict[type, Callable] = {
+        GPT2BPETokenizer: _bpe_pipeline,
+        BPETokenizer: _bpe_pipeline,
+        RegexTokenizer: _word_pipeline,
+    }
     try:
         from hfgpt_chartok import CharTokenizer
-    except ImportError:  # the plugin is not installed: nothing can be one of its tokenizers
-        return False
-    return isinstance(tokenizer, CharTokenizer)
+    except ImportError:  # the plugin is not installed: no tokenizer can be one of its
+        return pipelines
+    return {**pipelines, CharTokenizer: _char_pipeline}
 
 
 def _bpe_pipeline(tokenizer):

@@ -164,6 +164,14 @@ def test_other_tokenizer_classes_are_refused():
 
     with pytest.raises(TokenizerError, match="cannot export a Syllables.*RegexTokenizer"):
         to_fast_tokenizer(Syllables.from_corpus("a b c"))
+
+    class Lowercased(RegexTokenizer):  # the word tokenizer's pieces, changed
+        @classmethod
+        def split(cls, text):
+            return super().split(text.lower())
+
+    with pytest.raises(TokenizerError, match="cannot export a Lowercased"):
+        to_fast_tokenizer(Lowercased.from_corpus("A b"))
     gpt2_files = TOKENIZERS["gpt2"]
     stock = GPT2Tokenizer(vocab=dict(gpt2_files.encoder), merges=list(gpt2_files.merges))
     with pytest.raises(TokenizerError, match="cannot export a GPT2Tokenizer"):
