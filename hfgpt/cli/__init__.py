@@ -17,7 +17,7 @@ import sys
 from hfgpt.errors import HFGPTError
 from hfgpt.version import __version__
 
-COMMANDS = ("train", "generate", "eval", "compare", "attention", "tokenize", "plugins")
+COMMANDS = ("train", "generate", "eval", "compare", "attention", "tokenize", "plugins", "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):
