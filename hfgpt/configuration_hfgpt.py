@@ -17,7 +17,8 @@ from hfgpt.remote_code import MODEL_AUTO_MAP, write_model_code
 
 # GPT-2's vocabulary and context, shared by the four GPT-2 sizes.
 _GPT2 = dict(vocab_size=50257, context_length=1024, bos_token_id=50256, eos_token_id=50256)
-# name -> fields. The GPT-2 sizes follow the GPT-2 paper; "tiny" is for tests, "small-cpu" trains in minutes on a laptop.
+# name -> fields. The GPT-2 sizes follow the GPT-2 paper; "tiny" is for tests, "small-cpu" trains in minutes on a
+# laptop.
 PRESETS: dict[str, dict[str, Any]] = {
     "gpt2": dict(_GPT2, emb_dim=768, n_heads=12, n_layers=12),
     "gpt2-medium": dict(_GPT2, emb_dim=1024, n_heads=16, n_layers=24),
@@ -25,6 +26,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpt2-xl": dict(_GPT2, emb_dim=1600, n_heads=25, n_layers=48),
     "small-cpu": dict(context_length=256, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.0),
     "tiny": dict(context_length=64, emb_dim=32, n_heads=4, n_layers=2),
+    # `hfgpt compare`'s default: six strategies train in minutes on a CPU (it sets the context per comparison)
+    "compare-cpu": dict(context_length=64, emb_dim=128, n_heads=4, n_layers=3, drop_rate=0.0),
 }
 PRESETS.update(
     {

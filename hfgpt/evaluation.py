@@ -80,18 +80,22 @@ class EvalResult:
 
 
 def check_eval_options(
-    lengths: Sequence[int] | int | None, stride: int | None = None, batch_size: int = 8
+    lengths: Sequence[int] | int | None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    stride_flag: str = "--stride",
 ) -> list[int] | None:
     """Validate the options before any work; return the lengths without duplicates, in the given order.
 
-    `lengths=None` (not known yet: the model's context length) checks only the stride and batch size.
+    `lengths=None` (not known yet: the model's context length) checks only the stride and batch size;
+    `stride_flag` is how the calling command names the stride in its messages.
     """
 
     def positive(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
 
     if stride is not None and not positive(stride):
-        raise ConfigError(f"--stride must be a positive integer, got {stride!r}")
+        raise ConfigError(f"{stride_flag} must be a positive integer, got {stride!r}")
     if not positive(batch_size):
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if lengths is None:
@@ -105,8 +109,8 @@ def check_eval_options(
         raise ConfigError(f"--lengths must be positive integers, got {bad!r}")
     if stride is not None and stride > min(lengths):
         raise ConfigError(
-            f"--stride ({stride}) must not exceed the evaluation length ({min(lengths)}): a larger stride "
-            "would skip tokens. Leave --stride out for non-overlapping windows"
+            f"{stride_flag} ({stride}) must not exceed the evaluation length ({min(lengths)}): a larger stride "
+            f"would skip tokens. Lower {stride_flag}, or leave it out"
         )
     return list(dict.fromkeys(int(length) for length in lengths))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfgpt.errors import ConfigError, ModelLoadError, OutputDirError
-from hfgpt.training.arguments import option, validate_fields
+from hfgpt.options import not_empty, option, validate_fields
 
 if TYPE_CHECKING:
     import torch
@@ -65,8 +65,22 @@ WHAT_EXPORTS = "learned -> GPT-2 (GPT2LMHeadModel), rope -> GPT-NeoX (GPTNeoXFor
 
 @dataclass
 class ExportArguments:
-    """The options of `hfgpt export` besides DIR and OUT; each field is one command-line option."""
+    """Everything `hfgpt export` needs; each field is one command-line argument."""
 
+    model_dir: str = option(
+        positional=True,
+        flags=("DIR",),
+        group="input",
+        check=not_empty,
+        help="an hfgpt model directory with its tokenizer (`hfgpt train` writes one)",
+    )
+    output_dir: str = option(
+        positional=True,
+        flags=("OUT",),
+        group="input",
+        check=not_empty,
+        help="the directory to write (created)",
+    )
     to: str = option(
         "auto",
         group="export",
@@ -391,6 +405,7 @@ def export_model(
     """
     from transformers.utils import logging as hf_logging
 
+    arguments = ExportArguments(str(model_dir), str(output_dir), to=to, overwrite=overwrite, verify=verify)
     from hfgpt.configuration_hfgpt import HFGPTConfig
     from hfgpt.loading import check_model_dir, check_tokenizer_dir
 

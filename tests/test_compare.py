@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from hfgpt.cli import main
 from hfgpt.data.sources import default_corpus_path
+from tests.helpers.evaluation import non_overlapping_nats
 
 TINY = [
     str(default_corpus_path()),
@@ -18,7 +21,7 @@ TINY = [
     "--tokenizer", "regex",
     "--max-length", "16",
     "--eval-lengths", "16,32",
-    "--steps", "30",
+    "--max-steps", "30",
     "--eval-every", "10",
     "--eval-tokens", "600",
     "--no-progress",
@@ -137,9 +140,10 @@ def test_attention_command_draws_every_head_or_one(compared, tmp_path, capsys):
 
 
 def test_attention_weights_are_causal_distributions(compared):
-    from hfgpt.compare import attention_weights
+    from hfgpt.attention_maps import attention_weights
 
-    tokens, weights = attention_weights(compared[0] / "learned", "I had always thought Jack")
+    tokens, weights, layer = attention_weights(compared[0] / "learned", "I had always thought Jack")
+    assert layer == 1  # -1: the last of the two layers
     assert weights.shape == (4, len(tokens), len(tokens))
     assert weights.sum(axis=-1) == pytest.approx(1.0, abs=1e-5)
     assert abs(weights[:, 0, 1:]).max() == 0.0  # the first token attends only to itself
@@ -151,8 +155,8 @@ def test_attention_weights_are_causal_distributions(compared):
         (["--strategies", "learned,nosuch"], "unknown position-encoding strategy 'nosuch'"),
         (["--protocols", "sliding,strided"], "--protocols must be a comma-separated subset"),
         (["--eval-lengths", "16,x"], "--eval-lengths must be comma-separated positive integers"),
-        (["--sliding-stride", "64"], "--stride (64) must not exceed the evaluation length (16)"),
-        (["--steps", "0"], "--steps must be positive"),
+        (["--sliding-stride", "64"], "--sliding-stride (64) must not exceed the evaluation length (16)"),
+        (["--max-steps", "0"], "--max-steps must be positive"),
         (
             ["--rope-scalings", "dynamic"],
             "--rope-scalings must be a comma-separated subset of linear,ntk,yarn",
@@ -170,20 +174,18 @@ def test_bad_options_exit_2_with_one_line_before_training(argv, message, tmp_pat
 
 def test_default_strategies_are_the_built_ins_and_the_installed_score_bias_plugins(monkeypatch):
     import hfgpt.plugins
-    from hfgpt.compare import CompareArguments
+    from hfgpt.compare import Comparison
 
     # CI installs every distribution under plugins/, so both score-bias plugins are there
-    assert CompareArguments().strategy_list() == ["learned", "sinusoidal", "rope", "none", "alibi", "t5"]
+    assert Comparison.of().strategy_list() == ["learned", "sinusoidal", "rope", "none", "alibi", "t5"]
     built_ins = {name: None for name in ("learned", "sinusoidal", "rope", "none")}
     monkeypatch.setattr(hfgpt.plugins, "strategies", lambda kind: built_ins)  # hfgpt installed alone
-    assert CompareArguments().strategy_list() == ["learned", "sinusoidal", "rope", "none"]
+    assert Comparison.of().strategy_list() == ["learned", "sinusoidal", "rope", "none"]
 
 
 def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, monkeypatch):
     import hfgpt
     import hfgpt.loading
-    from hfgpt.compare import CompareArguments, held_out_texts
-    from hfgpt.evaluation import eval_stream, evaluate
 
     loads, load = [], hfgpt.loading.load_causal_lm
     monkeypatch.setattr(hfgpt.loading, "load_causal_lm", lambda d, o=None: loads.append(o) or load(d, o))
@@ -202,19 +204,22 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
     assert status == 0, err
     loss = {(r["strategy"], int(r["eval_length"])): float(r["loss"]) for r in read_rows(output)}
     assert set(loss) == {(name, n) for name in ("rope", "rope+yarn", "rope+linear") for n in (16, 32)}
-    # at L the factor is 1: the plain model; at 2L the model stretched by 2, loaded here independently
+    # at L the factor is 1: the plain model; at 2L the model stretched by 2, scored here by a plain loop over
+    # the held-out text: the story's last 10% of bytes (its one document), its first 601 tokens (--eval-tokens)
     assert loss["rope+yarn", 16] == pytest.approx(loss["rope", 16], rel=1e-5)
     assert loss["rope+linear", 16] == pytest.approx(loss["rope", 16], rel=1e-5)
+    story = default_corpus_path().read_text()
+    held_bytes = math.ceil(0.1 * len(story.encode()))
+    held_out = story[len(story) - round(len(story) * held_bytes / len(story.encode())) :]
     tokenizer = hfgpt.RegexTokenizer.from_pretrained(output / "rope")
-    held_out = held_out_texts(CompareArguments(corpus=[str(default_corpus_path())]))
-    text = eval_stream(tokenizer, held_out, "text")
+    ids = torch.tensor(tokenizer(held_out, add_special_tokens=False)["input_ids"][:601])
     for scaling in ("yarn", "linear"):
         options = {"scaling": scaling, "factor": 2.0}
         model = hfgpt.HFGPTForCausalLM.from_pretrained(
             output / "rope", position_encoding_kwargs=options
         ).eval()
-        (reference,) = evaluate(model, tokenizer, text, [32], batch_size=8, max_tokens=600)
-        assert loss[f"rope+{scaling}", 32] == pytest.approx(reference.loss, rel=1e-5)
+        nats, count = non_overlapping_nats(model, ids, 32)
+        assert loss[f"rope+{scaling}", 32] == pytest.approx(nats / count, rel=1e-5)
     # a 30-step model hardly depends on positions, so check that the stretch reached the loads
     assert loads == [None, *({"scaling": s, "factor": f} for s in ("yarn", "linear") for f in (1.0, 2.0))]
     report = (output / "report.md").read_text()
@@ -224,7 +229,7 @@ def test_rope_scalings_are_series_of_the_stretched_rope_model(tmp_path, capsys, 
 def test_attention_bad_layer_and_head_exit_2(compared, tmp_path, capsys):
     model = str(compared[0] / "learned")
     for extra, message in (
-        (["--layer", "5"], "--layer must be between 0 and 1"),
+        (["--layer", "5"], "--layer must be between -2 and 1"),
         (["--head", "9"], "--head must"),
     ):
         status, _, err = run_cli(["attention", model, "I had", "-o", str(tmp_path / "a.png"), *extra], capsys)

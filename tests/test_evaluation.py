@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import hfgpt
 from hfgpt.cli import main
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.evaluation import evaluate
+from tests.helpers.evaluation import non_overlapping_nats, perplexity_guide_nats, stream
 
 STORY = default_corpus_path().read_text()
 HELD_OUT = [STORY[:1500], STORY[-900:]]  # two documents, joined with EOS
@@ -56,50 +56,6 @@ def held_out_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "held-out.txt"
     path.write_text(HELD_OUT[0])
     return path
-
-
-def stream(tokenizer, texts: list[str]) -> torch.Tensor:
-    ids: list[int] = []
-    for text in texts:
-        if ids:
-            ids.append(tokenizer.eos_token_id)
-        ids += tokenizer(text, add_special_tokens=False)["input_ids"]
-    return torch.tensor(ids)
-
-
-@torch.no_grad()
-def non_overlapping_nats(model, ids: torch.Tensor, length: int) -> tuple[float, int]:
-    """Windows ids[b : b + length] predicting ids[b + 1 : b + length + 1], one at a time, b = 0, length, ..."""
-    nats, count = 0.0, 0
-    for begin in range(0, len(ids) - 1, length):
-        targets = ids[begin + 1 : begin + length + 1]
-        inputs = ids[begin : begin + len(targets)]
-        logits = model(inputs[None]).logits[0]
-        nats += F.cross_entropy(logits, targets, reduction="sum").item()
-        count += len(targets)
-    return nats, count
-
-
-@torch.no_grad()
-def perplexity_guide_nats(model, ids: torch.Tensor, length: int, stride: int) -> tuple[float, int]:
-    """transformers' perplexity-guide loop with max_length = length + 1: the window's last token is only a
-    target, so the model sees `length` tokens; the guide's internal label shift is written out."""
-    encodings, max_length, seq_len = ids[None], length + 1, len(ids)
-    nats, count, prev_end = 0.0, 0, 0
-    for begin in range(0, seq_len, stride):
-        end = min(begin + max_length, seq_len)
-        trg_len = end - prev_end
-        input_ids = encodings[:, begin:end]
-        target_ids = input_ids.clone()
-        target_ids[:, :-trg_len] = -100
-        logits = model(input_ids[:, :-1]).logits
-        shifted = target_ids[:, 1:]
-        nats += F.cross_entropy(logits[0], shifted[0], ignore_index=-100, reduction="sum").item()
-        count += int((shifted != -100).sum())
-        prev_end = end
-        if end == seq_len:
-            break
-    return nats, count
 
 
 def test_non_overlapping_windows_match_a_plain_loop(saved, tokenizer):
@@ -204,8 +160,11 @@ def test_cli_table_names_a_length_that_cannot_be_encoded(saved, held_out_file, c
         ),
         (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
         (["--stride", "x"], "argument --stride: invalid int value: 'x'"),
-        (["--position-options", "{scaling: yarn}"], "--position-options must be a JSON object"),
-        (["--position-options", '["yarn"]'], "--position-options must be a JSON object ({...})"),
+        (["--position-options", "{scaling: yarn}"], "argument --position-options: must be a JSON object"),
+        (
+            ["--position-options", '["yarn"]'],
+            "argument --position-options: must be a JSON object ({...}), got list",
+        ),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )

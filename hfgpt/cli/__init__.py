@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from hfgpt.errors import HFGPTError
@@ -28,16 +29,22 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written; an option's default appended to its help, unless it has none (None, a flag)."""
+    """Descriptions as written; an option's default appended to its help, once.
+
+    A help text may describe a computed default itself ("(default: the context length)"), for an option whose
+    value is None until the run decides; a command that gives the option a value of its own shows that value
+    instead. Options without a value (None, empty, a flag) show none.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
         default = action.default
         if (
             action.option_strings
-            and default not in (None, argparse.SUPPRESS)
+            and default not in (None, "", [], argparse.SUPPRESS)
             and not isinstance(default, bool)
         ):
+            help_text = re.sub(r"\s*\(default: [^()]*(\([^()]*\)[^()]*)*\)", "", help_text)
             help_text += " (default: %(default)s)"
         return help_text
 

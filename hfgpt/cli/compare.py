@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
-from hfgpt.compare import CompareArguments
+from hfgpt.compare.arguments import COMPARE_DEFAULTS, PER_STRATEGY, CompareOptions, Comparison
+from hfgpt.training.arguments import TrainArguments
 
 HELP = "train one model per positional strategy and compare how they extrapolate past the training length"
 DESCRIPTION = """\
@@ -14,7 +15,7 @@ data, data order, seed, size and number of steps, into OUTPUT_DIR/<strategy>/, t
 every evaluation length (default L, 2L, 4L, 8L for the training length L = --max-length) with two
 protocols: non-overlapping windows, and sliding windows every --sliding-stride tokens (default L/2) that
 score only their new tokens. A strategy that cannot encode a length (`learned` past its context length,
-which defaults to L) is reported as such.
+which defaults to L) is reported as such. The training options are `hfgpt train`'s, with other defaults.
 
 Writes OUTPUT_DIR/results.csv (strategy, eval_length, protocol, loss, perplexity), extrapolation.png,
 training_curves.png, attention.png (the last layer's attention per strategy) and report.md (tables,
@@ -28,14 +29,30 @@ linear,ntk,yarn adds the trained rope model stretched to each evaluation length.
 """
 
 
+HELPS = {
+    "corpus": "text files, folders, globs or datasets as for `hfgpt train` (default: the *.py modules of "
+    "Python's standard library, about 5 MB, on every machine)",
+    "position_options": "options of the compared strategies as a JSON object of objects, one per strategy, e.g. "
+    '\'{"rope": {"theta": 500000}}\'',
+    "context_length": "context length, what `learned` can encode (default: the training length L)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_arguments(parser, CompareArguments)
+    add_dataclass_arguments(parser, CompareOptions)
+    add_dataclass_arguments(parser, TrainArguments, COMPARE_DEFAULTS, exclude=PER_STRATEGY, helps=HELPS)
+
+
+def comparison_from(args: argparse.Namespace) -> Comparison:
+    return Comparison(
+        dataclass_from_namespace(TrainArguments, args), dataclass_from_namespace(CompareOptions, args)
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from hfgpt.compare import compare
 
-    result = compare(dataclass_from_namespace(CompareArguments, args))
+    result = compare(comparison_from(args))
     print(f"{len(result.rows)} results in {result.files['results']}; report: {result.files['report']}")
     for note in result.notes:
         print(f"note: {note}")

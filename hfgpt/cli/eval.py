@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import dataclass
 
+from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
 from hfgpt.errors import ConfigError
+from hfgpt.options import not_empty, option, validate_fields
 
 HELP = "report loss, perplexity and bits per byte of a model directory on held-out text"
 DESCRIPTION = """\
@@ -27,70 +31,87 @@ such and not run. The model runs on cuda when a GPU is available, else on the CP
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model_dir", metavar="DIR", help="a directory written by `hfgpt train` or save_pretrained"
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be a positive integer"
+
+
+@dataclass
+class EvalArguments:
+    """Everything `hfgpt eval` needs; each field is one command-line argument."""
+
+    model_dir: str = option(
+        positional=True,
+        flags=("DIR",),
+        group="input",
+        check=not_empty,
+        help="a directory written by `hfgpt train` or save_pretrained",
     )
-    parser.add_argument(
-        "corpus", nargs="*", metavar="CORPUS", help="held-out text (default: the bundled story)"
+    corpus: list[str] = option(
+        default_factory=list,
+        positional=True,
+        group="input",
+        help="held-out text: files, folders, globs, JSON/Parquet/CSV or a save_to_disk directory (default: the "
+        "bundled story)",
     )
-    parser.add_argument(
-        "--lengths",
+    text_column: str = option("text", group="input", check=not_empty, help="the column holding the text")
+    skip_bad_files: bool = option(
+        False,
+        group="input",
+        help="skip files that are not UTF-8 text and rows without text (counted) instead of stopping",
+    )
+    lengths: str | None = option(
+        None,
+        group="evaluation",
         help="comma-separated input tokens per window, e.g. 256,512,1024 (default: the model's context length)",
     )
-    parser.add_argument(
-        "--stride",
-        type=int,
+    stride: int | None = option(
+        None,
+        group="evaluation",
+        check=_positive,
         help="tokens between window starts, at most the smallest length (default: non-overlapping windows)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument(
-        "--position-options",
-        metavar="JSON",
+    batch_size: int = option(8, group="evaluation", check=_positive, help="windows per forward pass")
+    position_options: dict | None = option(
+        None,
+        group="evaluation",
+        flags=("--position-options",),
         help="options of the model's positional strategy for this evaluation, merged into the saved ones, "
         'e.g. \'{"scaling": "yarn", "factor": 4}\' to stretch a rope model to 4x its training length '
         "(scalings: linear, ntk, yarn; see docs/positional-encodings.md)",
     )
-    parser.add_argument(
-        "--text-column", default="text", help="the column holding the text in structured files"
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
+    json: bool = option(
+        False,
+        group="output",
         help="print a JSON list, one object per length: length, stride, tokens, bytes, loss, perplexity, "
         "bits_per_byte, encodable, reason (the numbers are null for a length that cannot be encoded)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    show_progress: bool = option(True, group="output", negative_flag="--no-progress", help="no progress bars")
+    cpu: bool = option(False, group="output", help="run on the CPU even when a GPU is present")
+
+    def __post_init__(self) -> None:
+        from hfgpt.evaluation import check_eval_options
+
+        self.corpus = list(self.corpus)
+        validate_fields(self)
+        check_eval_options(self.length_list(), self.stride, self.batch_size)
+
+    def length_list(self) -> list[int] | None:
+        """`"256,512"` -> `[256, 512]`; None stays None (the model's context length)."""
+        if self.lengths is None:
+            return None
+        try:
+            lengths = [int(item.strip()) for item in self.lengths.split(",")]
+        except ValueError:
+            lengths = None
+        if not lengths or any(length <= 0 for length in lengths):
+            raise ConfigError(
+                f"--lengths must be a comma-separated list of positive integers (e.g. 256,512), got {self.lengths!r}"
+            )
+        return lengths
 
 
-def parse_lengths(text: str | None) -> list[int] | None:
-    """`"256,512"` -> `[256, 512]`; None stays None (the model's context length). Anything else is an error."""
-    if text is None:
-        return None
-    items = [item.strip() for item in text.split(",")]
-    try:
-        lengths = [int(item) for item in items]
-    except ValueError:
-        lengths = None
-    if not lengths or any(length <= 0 for length in lengths):
-        raise ConfigError(
-            f"--lengths must be a comma-separated list of positive integers (e.g. 256,512), got {text!r}"
-        )
-    return lengths
-
-
-def parse_position_options(text: str | None) -> dict | None:
-    """`--position-options` as a dict: a JSON object, or an error naming the problem."""
-    if text is None:
-        return None
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--position-options must be a JSON object, e.g. '{{\"scaling\": \"yarn\", "
-                          f"\"factor\": 4}}': {exc.msg} in {text!r}") from None  # fmt: skip
-    if not isinstance(options, dict):
-        raise ConfigError(f"--position-options must be a JSON object ({{...}}), got {text!r}")
-    return options
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, EvalArguments)
 
 
 def context_length(model) -> int:
@@ -115,34 +136,42 @@ def format_table(results: list) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfgpt.evaluation import check_eval_options
-
-    lengths = check_eval_options(parse_lengths(args.lengths), args.stride, args.batch_size)
-    position_options = parse_position_options(args.position_options)
     from hfgpt.data.sources import load_corpus
-    from hfgpt.evaluation import default_device, eval_stream, evaluate
+    from hfgpt.evaluation import check_eval_options, default_device, eval_stream, evaluate
     from hfgpt.loading import check_model_dir, check_tokenizer_dir, load_causal_lm
+    from hfgpt.quiet import quiet
 
-    check_tokenizer_dir(check_model_dir(args.model_dir))  # a damaged directory fails before the corpus loads
-    corpus = load_corpus(args.corpus, text_column=args.text_column)
-    model, tokenizer = load_causal_lm(args.model_dir, position_options)
-    lengths = check_eval_options(lengths or [context_length(model)], args.stride, args.batch_size)
-    stream = eval_stream(tokenizer, corpus, args.text_column)
-    device = default_device()
-    results = evaluate(
-        model.to(device),
-        tokenizer,
-        stream,
-        lengths,
-        args.stride,
-        args.batch_size,
-        progress=not args.no_progress,
-    )
-    if args.json:
+    options = dataclass_from_namespace(EvalArguments, args)
+    check_tokenizer_dir(
+        check_model_dir(options.model_dir)
+    )  # a damaged directory fails before the corpus loads
+    with quiet(not options.show_progress):
+        corpus = load_corpus(
+            options.corpus,
+            text_column=options.text_column,
+            skip_bad_files=options.skip_bad_files,
+            report=lambda line: print(line, file=sys.stderr),
+        )
+        model, tokenizer = load_causal_lm(options.model_dir, options.position_options)
+        lengths = check_eval_options(
+            options.length_list() or [context_length(model)], options.stride, options.batch_size
+        )
+        stream = eval_stream(tokenizer, corpus, options.text_column)
+        device = "cpu" if options.cpu else default_device()
+        results = evaluate(
+            model.to(device),
+            tokenizer,
+            stream,
+            lengths,
+            options.stride,
+            options.batch_size,
+            progress=options.show_progress,
+        )
+    if options.json:
         print(json.dumps([result.to_dict() for result in results]))
         return 0
     print(
-        f"{args.model_dir}: {stream.documents} document(s), {stream.n_tokens} tokens, {stream.n_bytes} bytes, "
+        f"{options.model_dir}: {stream.documents} document(s), {stream.n_tokens} tokens, {stream.n_bytes} bytes, "
         f"on {device}"
     )
     print(format_table(results))

@@ -26,12 +26,6 @@ See docs/export.md.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model_dir",
-        metavar="DIR",
-        help="an hfgpt model directory with its tokenizer (`hfgpt train` writes one)",
-    )
-    parser.add_argument("output_dir", metavar="OUT", help="the directory to write (created)")
     add_dataclass_arguments(parser, ExportArguments)
 
 
@@ -39,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from hfgpt.export import export_model
 
     options = dataclass_from_namespace(ExportArguments, args)
-    result = export_model(args.model_dir, args.output_dir, **vars(options))
+    result = export_model(**vars(options))
     print(
-        f"exported {args.model_dir} to {result.output_dir}: {result.model_class} "
+        f"exported {options.model_dir} to {result.output_dir}: {result.model_class} "
         f"({result.architecture}), tokenizer.json from its {result.tokenizer_class}"
     )
     if result.max_logit_difference is not None:

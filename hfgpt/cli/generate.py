@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
 from hfgpt.errors import ConfigError
-from hfgpt.training.arguments import non_negative, not_empty, option, validate_fields
+from hfgpt.options import non_negative, not_empty, option, validate_fields
 
 HELP = "continue a prompt with a trained model directory"
 DESCRIPTION = """\

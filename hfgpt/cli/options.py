@@ -1,17 +1,20 @@
-"""Command-line options generated from a dataclass of `hfgpt.training.arguments.option()` fields.
+"""Command-line options generated from dataclasses of `hfgpt.options.option()` fields.
 
 Each field becomes one option in its group, with its help text and default (shown by the CLI's help
-formatter); the parsed namespace is
-turned back into the dataclass, whose own validation then checks every value. Light: no torch, no
-transformers.
+formatter); the parsed namespace is turned back into the dataclass, whose own validation then checks every
+value. A command may take several dataclasses (`hfgpt compare`: the training arguments and its own), give a
+dataclass's fields other defaults, and leave out the fields it sets itself. Light: no torch, no transformers.
 """
 
 from __future__ import annotations
 
 import argparse
 import typing
+from collections.abc import Collection
 from dataclasses import MISSING, fields
 from typing import Any
+
+from hfgpt.options import json_object
 
 
 def _value_type(annotation: Any) -> Any:
@@ -34,14 +37,36 @@ def _default(f) -> Any:
     return f.default_factory() if f.default is MISSING else f.default
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per field of `cls` to `parser`, grouped by each field's `group`."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
+def _json_object(text: str) -> dict:
+    try:
+        return json_object(text)
+    except ValueError as exc:  # argparse names the option: "argument --position-options: must be ..."
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: dict[str, Any] | None = None,
+    exclude: Collection[str] = (),
+    helps: dict[str, str] | None = None,
+) -> None:
+    """Add one option per field of `cls` to `parser`, grouped by each field's `group`.
+
+    `defaults` replaces fields' defaults for this command, `helps` their help texts where the command gives
+    them another meaning; `exclude` names fields the command sets itself.
+    """
+    groups = {group.title: group for group in parser._action_groups}
     hints = typing.get_type_hints(cls)
+    defaults = defaults or {}
     for f in fields(cls):
-        meta, default = f.metadata, _default(f)
-        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
-        help_text = meta["help"]
+        if f.name in exclude:
+            continue
+        meta, default = f.metadata, defaults.get(f.name, _default(f))
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(meta["group"])
+        group = groups[meta["group"]]
+        help_text = (helps or {}).get(f.name, meta["help"])
         kind = _value_type(hints[f.name])
         if meta.get("positional"):
             if _is_list(hints[f.name]):
@@ -64,13 +89,21 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                 group.add_argument(*flags, dest=f.name, action="store_true", help=help_text)
             continue
         group.add_argument(
-            *flags, dest=f.name, type=kind, default=default, choices=meta.get("choices"), help=help_text
+            *flags,
+            dest=f.name,
+            type=_json_object if kind is dict else kind,
+            metavar="JSON" if kind is dict else None,
+            default=default,
+            choices=meta.get("choices"),
+            help=help_text,
         )
 
 
-def dataclass_from_namespace(cls: type, namespace: argparse.Namespace):
-    """The dataclass built from the parsed options (it validates itself)."""
-    return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls)})
+def dataclass_from_namespace(cls: type, namespace: argparse.Namespace, **fixed: Any):
+    """The dataclass built from the parsed options and the `fixed` values of excluded fields (it validates
+    itself); excluded fields not in `fixed` keep their defaults."""
+    given = {f.name: getattr(namespace, f.name) for f in fields(cls) if hasattr(namespace, f.name)}
+    return cls(**{**given, **fixed})
 
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_namespace"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
+
+from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
+from hfgpt.options import option
 
 KIND_LABELS = {"position_encoding": "position encodings", "tokenizer": "tokenizers"}
 
@@ -16,13 +20,21 @@ registered. A plugin that failed to load is shown with its error.
 """
 
 
+@dataclass
+class PluginsArguments:
+    """Everything `hfgpt plugins` needs."""
+
+    json: bool = option(False, group="output", help="print the listing as JSON")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the listing as JSON")
+    add_dataclass_arguments(parser, PluginsArguments)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(namespace: argparse.Namespace) -> int:
     import warnings
 
+    args = dataclass_from_namespace(PluginsArguments, namespace)
     from hfgpt.plugins import list_plugins
 
     with warnings.catch_warnings():

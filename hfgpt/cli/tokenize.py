@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from hfgpt.errors import OutputDirError
+from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
+from hfgpt.errors import ConfigError, OutputDirError
+from hfgpt.options import not_empty, option, positive, validate_fields
 
 HELP = "tokenize files with a tokenizer strategy and print token counts"
 DESCRIPTION = """\
@@ -16,15 +19,55 @@ Prints one line per file with characters and tokens, then the total.
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="text files, folders or glob patterns")
-    parser.add_argument("--tokenizer", default="gpt2-bpe", help="tokenizer strategy name")
-    parser.add_argument("--vocab-size", type=int, help="vocabulary size for strategies that train one (bpe)")
-    parser.add_argument("--ids", action="store_true", help="also print the token ids of each file")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument(
-        "--save", metavar="DIR", help="save the tokenizer (loadable with AutoTokenizer) to DIR"
+@dataclass
+class TokenizeArguments:
+    """Everything `hfgpt tokenize` needs; each field is one command-line argument."""
+
+    files: list[str] = option(
+        default_factory=list, positional=True, group="input", help="text files, folders or glob patterns"
     )
+    tokenizer: str = option("gpt2-bpe", group="tokenizer", check=not_empty, help="tokenizer strategy name")
+    vocab_size: int | None = option(
+        None, group="tokenizer", check=positive, help="vocabulary size for strategies that learn one (bpe)"
+    )
+    tokenizer_options: dict | None = option(
+        None,
+        group="tokenizer",
+        flags=("--tokenizer-options",),
+        help="options of the tokenizer strategy as a JSON object, e.g. '{\"vocab_size\": 4000}'",
+    )
+    ids: bool = option(False, group="output", help="also print the token ids of each file")
+    json: bool = option(False, group="output", help="print the result as JSON")
+    save: str | None = option(
+        None,
+        group="output",
+        flags=("--save",),
+        check=not_empty,
+        help="save the tokenizer (loadable with AutoTokenizer) to this directory",
+    )
+
+    def __post_init__(self) -> None:
+        self.files = list(self.files)
+        validate_fields(self)
+        if not self.files:
+            raise ConfigError("give at least one FILE to tokenize (a text file, folder or glob pattern)")
+        if self.save:
+            check_save_dir(Path(self.save))
+
+    def options(self) -> dict:
+        """The strategy's options: `--tokenizer-options`, with `--vocab-size` (they must agree)."""
+        options = dict(self.tokenizer_options or {})
+        if self.vocab_size is not None:
+            if options.get("vocab_size", self.vocab_size) != self.vocab_size:
+                raise ConfigError(
+                    "--vocab-size and --tokenizer-options vocab_size disagree: give one of them"
+                )
+            options["vocab_size"] = self.vocab_size
+        return options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, TokenizeArguments)
 
 
 def check_save_dir(path: Path) -> None:
@@ -36,15 +79,14 @@ def check_save_dir(path: Path) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(namespace: argparse.Namespace) -> int:
     from hfgpt.data.sources import expand_paths, read_text_file
     from hfgpt.plugins import get_tokenizer_class
     from hfgpt.tokenization.strategies import build_tokenizer, check_strategy_options
 
-    options = {"vocab_size": args.vocab_size} if args.vocab_size is not None else {}
+    args = dataclass_from_namespace(TokenizeArguments, namespace)
+    options = args.options()
     check_strategy_options(args.tokenizer, get_tokenizer_class(args.tokenizer), options)
-    if args.save:
-        check_save_dir(Path(args.save))
     paths = expand_paths(args.files)
     texts = [read_text_file(path) for path in paths]
     tokenizer = build_tokenizer(args.tokenizer, texts, **options)

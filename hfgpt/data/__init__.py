@@ -18,6 +18,6 @@ __getattr__, __dir__ = lazy_exports(
         "WindowPairs": "hfgpt.data.loader",
         "create_dataloader": "hfgpt.data.loader",
         "load_corpus": "hfgpt.data.sources",
-        "split_corpus": "hfgpt.data.sources",
+        "Split": "hfgpt.data.split",
     },
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,16 +124,6 @@ def build_classification_dataset(texts: Sequence[str], label_ids: Sequence[int],
     return Dataset.from_dict({"input_ids": ids, "labels": [int(label) for label in label_ids]})
 
 
-def split_indices(n: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Shuffle `range(n)` with `seed` and cut off `eval_fraction` of it (at least one row) for evaluation."""
-    if not 0 < eval_fraction < 1:
-        raise DataError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(n * eval_fraction))
-    return order[n_eval:], order[:n_eval]
-
-
 __all__ = [
     "ALPACA_PREAMBLE",
     "IGNORE_INDEX",
@@ -144,5 +133,4 @@ __all__ = [
     "format_alpaca",
     "load_instructions",
     "read_labelled_csv",
-    "split_indices",
 ]

@@ -137,7 +137,7 @@ def load_corpus(
             another encoding) instead of raising; `report` is told how many files and bytes were left out.
         report (*optional*): called with one line of text, for `skip_bad_files`.
     """
-    from datasets import concatenate_datasets, load_dataset, load_from_disk
+    from datasets import concatenate_datasets, load_from_disk
 
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or [])
     if not all(isinstance(p, (str, os.PathLike)) for p in items):
@@ -162,27 +162,83 @@ def load_corpus(
                 skipped.append((path, str(exc)))
                 continue
         by_builder.setdefault(builder, []).append(str(path))
-    if skipped and report is not None:
-        size = sum(path.stat().st_size for path, _ in skipped)
-        report(
-            f"hfgpt: skipped {len(skipped)} file(s), {size:,} bytes, that are not UTF-8 text (first: {skipped[0][1]})"
-        )
-    if not by_builder:
-        raise DataError("no corpus file is UTF-8 text: every file was skipped; pass text files")
-    parts = []
+    parts, bad_rows = [], []
     for builder, files in by_builder.items():
         if builder == "text":
             part = _load_text_files(files, cache_dir)
-        else:
-            part = load_dataset(
-                builder, data_files=files, split="train", cache_dir=cache_dir, writer_batch_size=WRITER_BATCH
-            )
-        if builder == "text" and text_column != "text":
-            part = part.rename_column("text", text_column)
-        parts.append(check_text_column(part, text_column, f"{builder} file(s) {files[0]}..."))
+            if text_column != "text":
+                part = part.rename_column("text", text_column)
+            parts.append(part)
+            continue
+        for file in files:  # one at a time, so that a problem names its file
+            try:
+                part, nulls = _load_structured(builder, file, text_column, cache_dir, skip_bad_files)
+            except DataError as exc:
+                if not skip_bad_files:
+                    raise
+                skipped.append((Path(file), str(exc)))
+                continue
+            parts.append(part)
+            if nulls:
+                bad_rows.append((file, nulls))
+    if skipped and report is not None:
+        size = sum(path.stat().st_size for path, _ in skipped)
+        report(
+            f"hfgpt: skipped {len(skipped)} file(s), {size:,} bytes, that cannot be read (first: {skipped[0][1]})"
+        )
+    if bad_rows and report is not None:
+        report(
+            f"hfgpt: skipped {sum(n for _, n in bad_rows):,} row(s) without text in the {text_column!r} column "
+            f"(first file: {bad_rows[0][0]})"
+        )
+    if not parts:
+        raise DataError(
+            "no corpus file could be read: every file was skipped; pass UTF-8 text or readable files"
+        )
     if len(parts) == 1:
         return parts[0]
     return concatenate_datasets([part.select_columns([text_column]) for part in parts])
+
+
+def _load_structured(builder: str, file: str, text_column: str, cache_dir: str | None, skip_rows: bool):
+    """`(dataset, rows skipped)` of one JSON/JSONL/Parquet/CSV file whose `text_column` must hold text.
+
+    A file the builder cannot parse, a column of another type (numbers, objects), or rows without text (null:
+    an empty CSV cell, a JSON null) are refused naming the file, the row and the column; with `skip_rows`,
+    rows without text are left out and counted.
+    """
+    import pyarrow.compute as pc
+    from datasets import load_dataset
+
+    try:
+        part = load_dataset(
+            builder, data_files=[file], split="train", cache_dir=cache_dir, writer_batch_size=WRITER_BATCH
+        )
+    except Exception as exc:  # noqa: BLE001 - datasets wraps parser errors of every kind in its own
+        cause = exc.__cause__ or exc
+        message = " ".join(str(cause).split())[:200] or type(cause).__name__
+        raise DataError(
+            f"{file} cannot be read as {builder.upper()} ({message}): fix the file, or leave it out "
+            "(--skip-bad-files)"
+        ) from None
+    check_text_column(part, text_column, file)
+    column = part.data.column(text_column)
+    if str(column.type) not in ("string", "large_string", "null"):
+        first = next((v for v in column.to_pylist() if v is not None), None)
+        raise DataError(
+            f"{file}: the {text_column!r} column holds {column.type} values, not text (e.g. {first!r:.40}): "
+            "convert them to strings, or name the text column with --text-column"
+        )
+    nulls = column.null_count
+    if nulls and not skip_rows:
+        row = int(pc.index(pc.is_null(column), True).as_py())
+        raise DataError(
+            f"{file} row {row + 1}: the {text_column!r} column is empty (null): give every row text, or skip such "
+            "rows (--skip-bad-files)"
+        )
+    if nulls:
+        part = part.filter(lambda batch: [text is not None for text in batch[text_column]], batched=True)
+    return part, nulls
 
 
 def _read_documents(files: list[tuple[str, int, int]]):
@@ -247,23 +303,14 @@ def iter_texts(dataset, text_column: str = "text", batch_size: int = 1000) -> It
         yield from batch[text_column]
 
 
-def split_corpus(dataset, val_fraction: float, seed: int, text_column: str = "text"):
-    """Hold out text for validation: whole documents (seeded) when there are several, else the tail of the one.
-
-    Returns `(train, validation)` datasets.
-    """
-    from datasets import Dataset
-
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if len(dataset) == 0:
-        raise DataError("the corpus is empty: pass files that contain text")
-    if len(dataset) > 1:
-        split = dataset.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
-        return split["train"], split["test"]
-    text = dataset[0][text_column]
-    cut = int(len(text) * (1 - val_fraction))
-    return Dataset.from_dict({text_column: [text[:cut]]}), Dataset.from_dict({text_column: [text[cut:]]})
+def drop_blank(dataset, text_column: str = "text"):
+    """The documents that hold more than whitespace."""
+    return dataset.filter(
+        lambda batch: [bool(text.strip()) for text in batch[text_column]],
+        batched=True,
+        batch_size=16,
+        desc="Reading",
+    )
 
 
 __all__ = [
@@ -276,5 +323,5 @@ __all__ = [
     "iter_texts",
     "load_corpus",
     "read_text_file",
-    "split_corpus",
+    "drop_blank",
 ]

@@ -154,6 +154,7 @@ class GPT2BPETokenizer(FastEncodeMixin, PreTrainedTokenizer):
 
     vocab_files_names = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
     model_input_names = ["input_ids", "attention_mask"]
+    fixed_vocabulary = True  # the `gpt2-bpe` strategy: GPT-2's vocabulary, whatever the corpus
 
     def __init__(
         self,
@@ -299,6 +300,8 @@ class BPETokenizer(GPT2BPETokenizer):
     and file format, its own merges. Saved and reloaded like `GPT2BPETokenizer`, but never falls back to
     GPT-2's vocabulary: its own files are required."""
 
+    fixed_vocabulary = False
+
     def __init__(self, vocab_file: str | None = None, merges_file: str | None = None, **kwargs):
         if vocab_file is None or merges_file is None:
             raise TokenizerError(
@@ -309,7 +312,7 @@ class BPETokenizer(GPT2BPETokenizer):
 
     @classmethod
     def from_corpus(
-        cls, corpus: str | Iterable[str], *, vocab_size: int = 2000, min_frequency: int = 2
+        cls, corpus: str | Iterable[str], *, vocab_size: int = 2048, min_frequency: int = 2
     ) -> BPETokenizer:
         """Learn `vocab_size` ids (see `train_bpe`) from `corpus`."""
         if corpus is None:

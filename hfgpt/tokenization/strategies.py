@@ -20,6 +20,12 @@ def strategy_options(tokenizer_class: type) -> dict[str, Any]:
     return {p.name: p.default for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
+def fixed_vocabulary(tokenizer_class: type) -> bool:
+    """Whether a strategy's vocabulary is fixed (GPT-2's), not learned from the corpus: its tokenizer exists
+    before the corpus is split, so the split can count tokens. A class says so with `fixed_vocabulary = True`."""
+    return bool(getattr(tokenizer_class, "fixed_vocabulary", False))
+
+
 def check_strategy_options(name: str, tokenizer_class: type, options: dict[str, Any]) -> None:
     """Refuse options the strategy does not take, naming the ones it does."""
     accepted = strategy_options(tokenizer_class)
@@ -44,4 +50,4 @@ def build_tokenizer(name: str, corpus: Iterable[str] | None = None, **options):
     return tokenizer_class.from_corpus(corpus, **options)
 
 
-__all__ = ["build_tokenizer", "check_strategy_options", "strategy_options"]
+__all__ = ["build_tokenizer", "check_strategy_options", "fixed_vocabulary", "strategy_options"]

@@ -2,9 +2,8 @@
 
 * `arguments`: `TrainArguments`, every `hfgpt train` option defined once; `trainer_arguments()`.
 * `pretraining`: `train()`, corpus to published model.
-* `finetuning`: continued pretraining, classification and instruction tuning; `RecipeSettings`.
-* `outputs`: output-directory safety (staging, publishing, resuming).
-* `plots`: the loss curve.
+* `finetuning`: continued pretraining, classification and instruction tuning.
+* `outputs`: the run lifecycle (`RunDirectory`: staging, recovering, publishing, resuming, history).
 """
 
 from hfgpt._lazy import lazy_exports
@@ -17,10 +16,9 @@ __getattr__, __dir__ = lazy_exports(
         "TrainResult": "hfgpt.training.pretraining",
         "train": "hfgpt.training.pretraining",
         "FinetuneResult": "hfgpt.training.finetuning",
-        "RecipeSettings": "hfgpt.training.finetuning",
         "continue_pretraining": "hfgpt.training.finetuning",
         "finetune_classifier": "hfgpt.training.finetuning",
         "finetune_instructions": "hfgpt.training.finetuning",
-        "plot_loss_curve": "hfgpt.training.plots",
+        "RunDirectory": "hfgpt.training.outputs",
     },
 )

@@ -13,71 +13,11 @@ This module imports neither torch nor transformers at import time: `hfgpt train 
 
 from __future__ import annotations
 
-import math
-import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hfgpt.errors import ConfigError
-
-
-# --- checks: each returns what is wrong with a value, or None ---------------------------------------------
-def positive(value) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
-def non_negative(value) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
-def fraction(value) -> str | None:
-    return None if 0 < value < 1 else "must be between 0 and 1 (exclusive)"
-
-
-def probability(value) -> str | None:
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
-def not_empty(value) -> str | None:
-    return None if value.strip() else "must not be empty"
-
-
-def option(
-    default: Any = MISSING,
-    *,
-    help: str,
-    group: str,
-    flags: tuple[str, ...] = (),
-    check=None,
-    choices: tuple[str, ...] | None = None,
-    positional: bool = False,
-    negative_flag: str | None = None,
-    preset_override: bool = False,
-    default_factory: Any = MISSING,
-):
-    """A dataclass field that is also a command-line option (see `hfgpt.cli.options`).
-
-    Args:
-        help: the option's help text; "(default: ...)" is appended for non-None defaults.
-        group: the section of `--help` it is listed under.
-        flags: its command-line flags; default `--field-name`.
-        check: a function returning what is wrong with a (well-typed, not None) value, or None.
-        choices: the allowed values.
-        positional: a positional argument taking any number of values (a list field).
-        negative_flag: for a bool that defaults to True, the flag that turns it off (`--no-progress`).
-        preset_override: a model field that replaces the size preset's value when given (see `preset_override`).
-    """
-    metadata = dict(
-        help=help,
-        group=group,
-        flags=flags,
-        check=check,
-        choices=choices,
-        positional=positional,
-        negative_flag=negative_flag,
-        preset_override=preset_override,
-    )
-    return field(default=default, default_factory=default_factory, metadata=metadata)
+from hfgpt.options import fraction, non_negative, not_empty, option, positive, probability, validate_fields
 
 
 def preset_override(what: str, check=positive):
@@ -85,53 +25,6 @@ def preset_override(what: str, check=positive):
     return option(
         None, group="model", check=check, help=f"override the preset's {what}", preset_override=True
     )
-
-
-def flag_of(f) -> str:
-    """The flag a user types for field `f`, for messages."""
-    if f.metadata.get("positional"):
-        return f.name
-    return (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0]
-
-
-def _type_error(value, annotation) -> str | None:
-    """What is wrong with the type of `value` for a field annotated `annotation`, or None."""
-    args = typing.get_args(annotation)
-    if type(None) in args:
-        if value is None:
-            return None
-        annotation = next(a for a in args if a is not type(None))
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-        return None if ok else "must be a list of strings"
-    if annotation is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if annotation is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "must be an integer"
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return None if ok else "must be a finite number"
-    if annotation is str:
-        return None if isinstance(value, str) else "must be a string"
-    return None
-
-
-def validate_fields(instance) -> None:
-    """Check every field of a dataclass built with `option()`: type, choices, then its check."""
-    hints = typing.get_type_hints(type(instance))
-    for f in fields(instance):
-        value = getattr(instance, f.name)
-        problem = _type_error(value, hints[f.name])
-        if problem is None and value is not None:
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                problem = f"must be one of {', '.join(choices)}"
-            elif f.metadata.get("check") is not None:
-                problem = f.metadata["check"](value)
-        if problem:
-            raise ConfigError(f"{flag_of(f)} {problem}, got {value!r}")
 
 
 @dataclass
@@ -162,8 +55,15 @@ class TrainArguments:
     stride: int | None = option(
         None, group="data", check=positive, help="distance between windows (default: max-length, no overlap)"
     )
+    tokenizer_options: dict | None = option(
+        None,
+        group="data",
+        flags=("--tokenizer-options",),
+        help="options of the tokenizer strategy as a JSON object, e.g. '{\"vocab_size\": 4000}' for bpe (an "
+        "option the strategy does not take is refused, naming those it takes)",
+    )
     num_proc: int | None = option(
-        None, group="data", check=positive, help="processes for tokenizing the corpus"
+        None, group="data", check=positive, run_only=True, help="processes for tokenizing the corpus"
     )
     skip_bad_files: bool = option(
         False, group="data", help="skip corpus files that are not UTF-8 text (reported) instead of stopping"
@@ -172,7 +72,8 @@ class TrainArguments:
         0.1,
         group="data",
         check=fraction,
-        help="share held out for validation: whole documents when there are several, else the tail of the text",
+        help="share of the corpus held out for validation: whole documents (seeded), topped up with the tail of "
+        "the largest document where they are less than one window",
     )
 
     # model
@@ -185,6 +86,12 @@ class TrainArguments:
     position_encoding: str = option(
         "learned", group="model", check=not_empty, help="positional strategy (see `hfgpt plugins`)"
     )
+    position_options: dict | None = option(
+        None,
+        group="model",
+        flags=("--position-options",),
+        help="options of the positional strategy as a JSON object, e.g. '{\"theta\": 500000}' for rope",
+    )
     context_length: int | None = preset_override("context length")
     emb_dim: int | None = preset_override("embedding width")
     n_heads: int | None = preset_override("attention heads")
@@ -193,7 +100,11 @@ class TrainArguments:
 
     # training
     output_dir: str = option(
-        "runs/verdict", group="training", check=not_empty, help="where the trained model is saved"
+        "runs/verdict",
+        group="training",
+        run_only=True,
+        check=not_empty,
+        help="where the trained model is saved",
     )
     epochs: float = option(60.0, group="training", check=positive, help="passes over the training windows")
     max_steps: int | None = option(
@@ -215,47 +126,62 @@ class TrainArguments:
     eval_every: int | None = option(
         None,
         group="training",
+        run_only=True,
         check=positive,
         help="log and validate every N steps (default: 20, or 1/50 of the run's steps when that is more)",
     )
     eval_batch_size: int = option(
-        8, group="training", check=positive, help="windows per validation step and device"
+        8, group="training", run_only=True, check=positive, help="windows per validation step and device"
     )
     max_eval_tokens: int = option(
         1_000_000,
         group="training",
+        run_only=True,
         check=positive,
         help="validate on at most this many held-out tokens, the same windows at every validation (seeded)",
     )
     save_every: int | None = option(
-        None, group="training", check=positive, help="checkpoint every N steps (default: 10 x eval-every)"
+        None,
+        group="training",
+        run_only=True,
+        check=positive,
+        help="checkpoint every N steps (default: 10 x eval-every)",
     )
     mixed_precision: str = option(
         "no", group="training", choices=("no", "fp16", "bf16"), help="autocast precision on a GPU"
     )
-    cpu: bool = option(False, group="training", help="train on the CPU even when a GPU is present")
+    cpu: bool = option(
+        False, group="training", run_only=True, help="train on the CPU even when a GPU is present"
+    )
     compile: bool = option(
-        False, group="training", help="torch.compile the model: faster steps on a GPU, after a compilation"
+        False,
+        group="training",
+        run_only=True,
+        help="torch.compile the model: faster steps on a GPU, after a compilation",
     )
     overwrite: bool = option(
-        False, group="training", help="replace a model already in --output-dir, once the new run has finished"
+        False,
+        group="training",
+        run_only=True,
+        help="replace a model already in --output-dir, once the new run has finished",
     )
     resume: bool = option(
-        False, group="training", help="continue an interrupted run from its last checkpoint"
+        False, group="training", run_only=True, help="continue an interrupted run from its last checkpoint"
     )
     show_progress: bool = option(
-        True, group="training", negative_flag="--no-progress", help="no progress bars"
+        True, group="training", run_only=True, negative_flag="--no-progress", help="no progress bars"
     )
 
     # the sample printed after training
     prompt: str = option(
         "Every effort moves you",
         group="sample",
+        run_only=True,
         check=not_empty,
         help="prompt for the sample printed after training",
     )
     max_new_tokens: int = option(
-        50, group="sample", check=positive, help="tokens the sample adds to the prompt"
+        50, group="sample", run_only=True, check=positive, help="tokens the sample adds to the prompt"
     )
 
     def __post_init__(self) -> None:
@@ -267,9 +193,21 @@ class TrainArguments:
         names = [f.name for f in fields(self) if f.metadata.get("preset_override")]
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
-    def tokenizer_options(self) -> dict[str, Any]:
-        """The options for the tokenizer strategy given explicitly."""
-        return {"vocab_size": self.vocab_size} if self.vocab_size is not None else {}
+    def tokenizer_settings(self) -> dict[str, Any]:
+        """The options for the tokenizer strategy given explicitly (`--tokenizer-options`, `--vocab-size`)."""
+        settings = dict(self.tokenizer_options or {})
+        if self.vocab_size is not None:
+            if settings.get("vocab_size", self.vocab_size) != self.vocab_size:
+                raise ConfigError(
+                    f"--vocab-size {self.vocab_size} and --tokenizer-options vocab_size "
+                    f"{settings['vocab_size']} disagree: give one of them"
+                )
+            settings["vocab_size"] = self.vocab_size
+        return settings
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the trained model: every option but those that only say how the run is carried out."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("run_only")}
 
 
 def trainer_arguments(
@@ -321,4 +259,4 @@ def trainer_arguments(
     )
 
 
-__all__ = ["TrainArguments", "option", "trainer_arguments", "validate_fields"]
+__all__ = ["TrainArguments", "trainer_arguments"]

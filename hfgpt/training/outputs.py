@@ -264,8 +264,118 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
+class RunDirectory:
+    """The one lifecycle of every training run, pretraining and fine-tuning alike.
+
+    `open()` finishes or undoes what a killed earlier run left (`recover`), refuses an output directory that
+    holds a model (unless `overwrite` or `resume`) and clears an interrupted run's leftovers unless resuming;
+    the run works in `staging` (its Trainer's checkpoints in `checkpoints`); `save()` writes the model, the
+    tokenizer and `training_log.json` there and marks it complete, last; `publish()` swaps it into place.
+    Without an `output_dir` the run works in a temporary directory, removed by `close()`, and publishes nothing.
+
+    Args:
+        output_dir (`Path`, *optional*): where the finished model goes.
+        overwrite (`bool`): replace a model already there (once the new one is finished).
+        resume (`bool`): continue an interrupted run from its checkpoints.
+        report: called with one line per thing `open()` recovered or a checkpoint it skipped.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path | None,
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        report: Callable[[str], None] = stderr_report,
+    ):
+        import tempfile
+
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.overwrite, self.resume, self.report = overwrite, resume, report
+        self._scratch = None if output_dir is not None else tempfile.TemporaryDirectory(prefix="hfgpt-run-")
+        self.staging = staging_dir(self.output_dir) if output_dir is not None else Path(self._scratch.name)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.staging / "checkpoints"
+
+    def recover(self) -> None:
+        """Finish or undo what a killed run left (one process only, before anything looks at the directory)."""
+        if self.output_dir is not None:
+            for message in recover(self.output_dir):
+                self.report(message)
+
+    def check(self) -> None:
+        """Refuse an output directory that holds a model, or `resume` with nothing to resume."""
+        if self.output_dir is not None:
+            check_output_dir(self.output_dir, self.overwrite, self.resume)
+
+    def finished(self) -> bool:
+        """Whether `resume` has nothing left to do: the run finished and its model is published."""
+        return self.output_dir is not None and finished_run(self.output_dir)
+
+    def clear(self) -> None:
+        """Remove an interrupted run's leftovers, unless resuming it."""
+        if self.output_dir is not None and not self.resume and self.staging.exists():
+            rmtree(self.staging)
+
+    def open(self) -> RunDirectory:
+        """`recover()`, `check()` and `clear()`, for a run in one process."""
+        self.recover()
+        self.check()
+        self.clear()
+        return self
+
+    def resume_checkpoint(self) -> str | None:
+        """The newest checkpoint that loads, when resuming (`latest_complete_checkpoint`)."""
+        return latest_complete_checkpoint(self.checkpoints, self.report) if self.resume else None
+
+    def save(self, trainer, tokenizer, log: dict) -> None:
+        """Write the model, the tokenizer and `training_log.json` (`log`) into `staging` and mark it complete.
+
+        Every process calls it (under FSDP gathering the weights is a collective); the main process writes.
+        """
+        trainer.save_model(str(self.staging))
+        if not trainer.is_world_process_zero():
+            return
+        tokenizer.save_pretrained(str(self.staging))
+        (self.staging / "training_log.json").write_text(json.dumps(log, indent=1, default=str))
+        if self.output_dir is not None:
+            mark_complete(self.staging)  # last: from here on the model is published even if this process dies
+
+    def publish(self) -> Path | None:
+        """Swap the finished model into `output_dir` (None, and nothing done, without one)."""
+        if self.output_dir is None:
+            return None
+        publish(self.staging, self.output_dir)
+        return self.output_dir
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+
+def run_history(log_history: list[dict], tokens_per_step: int | None = None) -> list[dict]:
+    """The run's losses (and accuracies) by optimizer step, from Trainer's `state.log_history`; with
+    `tokens_per_step`, also the tokens seen at each.
+
+    Built from Trainer's log rather than recorded as it goes: a checkpoint carries the log, so a resumed run
+    (even one resumed from its final step, with nothing left to train) knows the losses of the whole run.
+    """
+    keys = ("loss", "eval_loss", "eval_accuracy")
+    history = []
+    for record in log_history:
+        values = {key: record[key] for key in keys if key in record}
+        if "loss" in values or "eval_loss" in values:
+            seen = {} if tokens_per_step is None else {"tokens_seen": record["step"] * tokens_per_step}
+            history.append({"step": record["step"], **seen, **values})
+    return history
+
+
 __all__ = [
     "MARKER",
+    "RunDirectory",
+    "run_history",
     "check_output_dir",
     "checkpoint_problem",
     "exchange",

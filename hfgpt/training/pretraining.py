@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,16 +28,7 @@ from typing import Any
 
 from hfgpt.training.arguments import TrainArguments, trainer_arguments
 from hfgpt.training.mfu import cuda_peak_flops, model_flops_per_token
-from hfgpt.training.outputs import (
-    check_output_dir,
-    finished_run,
-    latest_complete_checkpoint,
-    mark_complete,
-    publish,
-    recover,
-    staging_dir,
-    stderr_report,
-)
+from hfgpt.training.outputs import RunDirectory, run_history, stderr_report
 
 
 @dataclass
@@ -75,13 +65,18 @@ class Prepared:
     max_length: int
     train_set: Any
     val_set: Any
+    held_out: str = ""  # what the validation split holds, one line (`hfgpt.data.split.Split.describe`)
 
 
 def build_config(args: TrainArguments, vocab_size: int | None = None, tokenizer=None):
     """The model config: the preset, the explicit model options, and the tokenizer's size and special ids."""
     from hfgpt.configuration_hfgpt import HFGPTConfig
 
-    fields: dict[str, Any] = {"position_encoding": args.position_encoding, **args.model_overrides()}
+    fields: dict[str, Any] = {
+        "position_encoding": args.position_encoding,
+        "position_encoding_kwargs": dict(args.position_options or {}),
+        **args.model_overrides(),
+    }
     if tokenizer is not None:
         eos = tokenizer.eos_token_id
         fields.update(
@@ -111,40 +106,85 @@ def window_length(args: TrainArguments, config) -> tuple[int, int]:
 
 
 def check_strategies(args: TrainArguments) -> None:
-    """Unknown strategies, options a tokenizer does not take and impossible model shapes fail here."""
+    """Unknown strategies, options a strategy does not take and impossible model shapes fail here."""
     from hfgpt.plugins import get_tokenizer_class
+    from hfgpt.position_encoding import check_position_options
     from hfgpt.tokenization.strategies import check_strategy_options
 
-    check_strategy_options(args.tokenizer, get_tokenizer_class(args.tokenizer), args.tokenizer_options())
-    window_length(args, build_config(args))
+    check_strategy_options(args.tokenizer, get_tokenizer_class(args.tokenizer), args.tokenizer_settings())
+    config = build_config(args)
+    check_position_options(config)
+    window_length(args, config)
+
+
+def check_corpus(args: TrainArguments) -> None:
+    """Corpus paths that name nothing fail before anything is read or written."""
+    from hfgpt.data.sources import expand_paths, is_saved_dataset
+
+    if args.corpus and not (len(args.corpus) == 1 and is_saved_dataset(args.corpus[0])):
+        expand_paths(args.corpus)
+
+
+def read_corpus(args: TrainArguments):
+    """The corpus as a dataset of non-blank documents (the report of skipped files goes to stderr)."""
+    from hfgpt.data.sources import drop_blank, load_corpus
+
+    corpus = load_corpus(
+        args.corpus, text_column=args.text_column, skip_bad_files=args.skip_bad_files, report=stderr_report
+    )
+    return drop_blank(corpus, args.text_column)
+
+
+def fixed_tokenizer(args: TrainArguments):
+    """The run's tokenizer when its vocabulary is fixed (GPT-2's): it exists before the corpus is split. None for
+    strategies that learn their vocabulary, from the training split."""
+    from hfgpt.plugins import get_tokenizer_class
+    from hfgpt.tokenization.strategies import build_tokenizer, fixed_vocabulary
+
+    if not fixed_vocabulary(get_tokenizer_class(args.tokenizer)):
+        return None
+    return build_tokenizer(args.tokenizer, None, **args.tokenizer_settings())
+
+
+def split_corpus(args: TrainArguments, corpus, min_tokens: int, tokenizer=None):
+    """`(train, held_out, split)`: the held-out split of the run (`hfgpt.data.split`), as `window()` takes them.
+
+    With a `tokenizer` (a fixed vocabulary) the corpus is tokenized once and documents are held out by their
+    share of tokens (`train`/`held_out` hold token ids); without, by their share of bytes (they hold texts),
+    so that a tokenizer can then learn its vocabulary from the training documents only. `hfgpt compare` calls
+    this too: every strategy is evaluated on the documents its run held out.
+    """
+    from hfgpt.data import split
+    from hfgpt.data.stream import tokenize
+
+    if tokenizer is not None:
+        source = tokenize(corpus, tokenizer, args.text_column, args.num_proc)
+        column, unit = "input_ids", "tokens"
+    else:
+        source, column, unit = corpus, args.text_column, "bytes"
+    chosen = split.choose(
+        split.row_sizes(source, column, unit), args.val_fraction, args.seed, min_tokens, unit
+    )
+    return (*split.apply(chosen, source, column), chosen)
 
 
 def prepare(args: TrainArguments) -> Prepared:
     """Read the corpus, hold out validation text, build the tokenizer and config, window both splits."""
-    from hfgpt.data.sources import iter_texts, load_corpus, split_corpus
+    from hfgpt.data.sources import iter_texts
     from hfgpt.data.windows import window
     from hfgpt.errors import DataError
     from hfgpt.generation import check_fits, prompt_ids
     from hfgpt.position_encoding import max_positions
     from hfgpt.tokenization.strategies import build_tokenizer
 
-    if not args.show_progress:
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
-    column = args.text_column
-    corpus = load_corpus(
-        args.corpus, text_column=column, skip_bad_files=args.skip_bad_files, report=stderr_report
-    )
-    corpus = corpus.filter(
-        lambda batch: [bool(t.strip()) for t in batch[column]], batched=True, batch_size=16, desc="Reading"
-    )
-    if len(corpus) == 0:
-        raise DataError("the corpus is empty (no non-whitespace text): pass files that contain text")
-    train_docs, val_docs = split_corpus(corpus, args.val_fraction, args.seed, column)
-    tokenizer = build_tokenizer(args.tokenizer, iter_texts(train_docs, column), **args.tokenizer_options())
+    corpus = read_corpus(args)
+    max_length, stride = window_length(args, build_config(args))
+    tokenizer = fixed_tokenizer(args)
+    train_source, val_source, held_out = split_corpus(args, corpus, max_length + 1, tokenizer)
+    if tokenizer is None:  # learned from the training documents only
+        texts = iter_texts(train_source, args.text_column)
+        tokenizer = build_tokenizer(args.tokenizer, texts, **args.tokenizer_settings())
     config = build_config(args, tokenizer=tokenizer)
-    max_length, stride = window_length(args, config)
     check_fits(
         len(prompt_ids(tokenizer, args.prompt)),
         args.max_new_tokens,
@@ -152,40 +192,25 @@ def prepare(args: TrainArguments) -> Prepared:
         config.position_encoding,
     )
 
-    def windows(docs, what: str):
+    def windows(source, what: str):
         try:
             return window(
-                docs,
+                source,
                 tokenizer,
                 max_length=max_length,
                 stride=stride,
-                text_column=column,
+                text_column=args.text_column,
                 num_proc=args.num_proc,
             )
         except DataError as exc:
             raise DataError(f"{what} split: {exc}") from None
 
-    val_windows = windows(val_docs, "validation")
+    val_windows = windows(val_source, "validation")
     most = max(1, args.max_eval_tokens // max_length)
     if len(val_windows) > most:  # the same seeded sample at every validation, so the curve is comparable
         val_windows = val_windows.shuffle(seed=args.seed).select(range(most))
-    return Prepared(tokenizer, config, max_length, windows(train_docs, "training"), val_windows)
-
-
-def run_history(log_history: list[dict], tokens_per_step: int) -> list[dict]:
-    """Losses against tokens seen (steps x global batch x window length), from `trainer.state.log_history`.
-
-    Built from Trainer's log rather than recorded as it goes: a checkpoint carries the log, so a resumed run
-    (even one resumed from its final step, with nothing left to train) knows the losses of the whole run.
-    """
-    history = []
-    for record in log_history:
-        losses = {key: record[key] for key in ("loss", "eval_loss") if key in record}
-        if losses:
-            history.append(
-                {"step": record["step"], "tokens_seen": record["step"] * tokens_per_step, **losses}
-            )
-    return history
+    train_windows = windows(train_source, "training")
+    return Prepared(tokenizer, config, max_length, train_windows, val_windows, held_out.describe())
 
 
 def pretraining_arguments(args: TrainArguments, staging: Path):
@@ -276,55 +301,63 @@ def restore_final_checkpoint(trainer, checkpoint: Path) -> None:
     load_model(trainer.model, str(checkpoint / "model.safetensors"), device=str(trainer.args.device))
 
 
-def save_run(args: TrainArguments, trainer, data: Prepared, staging: Path, history: list[dict]) -> str | None:
-    """Write the model, tokenizer, loss curve and log into `staging`, mark it complete; return the sample.
+def save_run(
+    args: TrainArguments, trainer, data: Prepared, run: RunDirectory, history: list[dict]
+) -> str | None:
+    """Write the model, tokenizer, loss curve and log into the run's staging directory, mark it complete; return
+    the sample.
 
     Every process calls it; the main process writes and gets the sample, the others get None. Under FSDP
     gathering the full weights for the save and every forward of the sharded model are collectives, so a
     main process doing them alone would wait forever for the others.
     """
     from hfgpt.generation import generate_text
-    from hfgpt.training.plots import plot_loss_curve
+    from hfgpt.plots import plot_loss_curve
 
     model = trainer.model
-    trainer.save_model(str(staging))  # writes on the main process only
     sample = generate_text(model, data.tokenizer, args.prompt, args.max_new_tokens)  # greedy: same everywhere
-    if not trainer.is_world_process_zero():
-        return None
-    data.tokenizer.save_pretrained(str(staging))
-    model.generation_config.save_pretrained(str(staging))
-    plot_loss_curve(
-        history, staging / "loss_curve.png", title=f"hfgpt: {data.config.position_encoding} positions"
-    )
-    (staging / "training_log.json").write_text(
-        json.dumps({"args": asdict(args), "history": history, "sample": sample}, indent=1)
-    )
-    mark_complete(staging)  # last: from here on the model is published even if this process is killed
-    return sample
+    if trainer.is_world_process_zero():
+        run.staging.mkdir(parents=True, exist_ok=True)
+        model.generation_config.save_pretrained(str(run.staging))
+        title = f"hfgpt: {data.config.position_encoding} positions"
+        plot_loss_curve(history, run.staging / "loss_curve.png", title=title)
+    log = {"args": asdict(args), "held_out": data.held_out, "history": history, "sample": sample}
+    run.save(trainer, data.tokenizer, log)  # marks the directory complete, last
+    return sample if trainer.is_world_process_zero() else None
 
 
 def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
-    """Run a pretraining job as described by `args`; see the module docstring."""
+    """Run a pretraining job as described by `args`; see the module docstring. `show_progress=False` silences
+    every progress bar and informational log (`hfgpt.quiet`)."""
+    from hfgpt.quiet import quiet
+
+    with quiet(not args.show_progress):
+        return _train(args, callbacks)
+
+
+def _train(args: TrainArguments, callbacks: list | None) -> TrainResult:
     from accelerate import PartialState
 
     output_dir = Path(args.output_dir)
-    staging = staging_dir(output_dir)
-    targs = pretraining_arguments(args, staging)
+    run = RunDirectory(output_dir, overwrite=args.overwrite, resume=args.resume)
+    targs = pretraining_arguments(args, run.staging)
     processes = PartialState()  # after TrainingArguments, which set up the processes accelerate launched
     if processes.is_main_process:
-        for message in recover(output_dir):  # before anything looks at the output directory
-            print(message, file=sys.stderr)
+        run.recover()  # before anything looks at the output directory
     processes.wait_for_everyone()
-    check_output_dir(output_dir, args.overwrite, args.resume)
-    if args.resume and finished_run(output_dir):
+    run.check()
+    if args.resume and run.finished():
         return finished_result(output_dir, processes.is_main_process)
     check_strategies(args)
+    check_corpus(args)
     data = prepare(args)
 
     report = stderr_report if processes.is_main_process else (lambda message: None)
-    resume_from = latest_complete_checkpoint(staging / "checkpoints", report) if args.resume else None
-    if not args.resume and processes.is_main_process and staging.exists():
-        shutil.rmtree(staging)  # leftovers of an earlier interrupted run that is not being resumed
+    report(f"hfgpt: validation: {data.held_out}")
+    run.report = report
+    resume_from = run.resume_checkpoint()
+    if processes.is_main_process:
+        run.clear()  # leftovers of an earlier interrupted run that is not being resumed
     processes.wait_for_everyone()
 
     schedule_evaluation(args, targs, data, processes.num_processes)
@@ -344,9 +377,9 @@ def train(args: TrainArguments, callbacks: list | None = None) -> TrainResult:
     per_step = tokens_per_step(args, trainer, data)
     history = run_history(trainer.state.log_history, per_step)
     trained_tokens = (step - first_step) * per_step
-    sample = save_run(args, trainer, data, staging, history)
+    sample = save_run(args, trainer, data, run, history)
     if trainer.is_world_process_zero():
-        publish(staging, output_dir)
+        run.publish()
     trainer.accelerator.wait_for_everyone()
     result = result_of(output_dir, history, sample)
     result.tokens_trained, result.seconds = trained_tokens, seconds

@@ -1,17 +1,23 @@
-"""The loss curve: train and validation loss against tokens seen, saved as a PNG."""
+"""Plots: matplotlib without a display, and the loss curve every training run draws."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def plot_loss_curve(history: list[dict], path: str | Path, title: str = "hfgpt training") -> Path:
-    """Plot `history` records (`tokens_seen` plus `loss` and/or `eval_loss`) to `path`; returns the path."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_loss_curve(history: list[dict], path: str | Path, title: str = "hfgpt training") -> Path:
+    """Plot `history` records (`tokens_seen` plus `loss` and/or `eval_loss`) to `path`; returns the path."""
+    plt = pyplot()
     train = [(r["tokens_seen"], r["loss"]) for r in history if "loss" in r]
     val = [(r["tokens_seen"], r["eval_loss"]) for r in history if "eval_loss" in r]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
@@ -28,3 +34,6 @@ def plot_loss_curve(history: list[dict], path: str | Path, title: str = "hfgpt t
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+__all__ = ["plot_loss_curve", "pyplot"]
