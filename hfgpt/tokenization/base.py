@@ -300,8 +300,9 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return self.split(text)
 
-    def _convert_token_to_id(self, token: str) -> int:
-        return self.vocab.get(token, self.unk_token_id)
+    def _convert_token_to_id(self, token: str) -> int | None:
+        index = self.vocab.get(token)
+        return unknown_token_id(self, self.vocab) if index is None else index
 
     def _convert_id_to_token(self, index: int) -> str:
         return self.ids_to_tokens.get(index, self.unk_token)
@@ -316,13 +317,18 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
                 pieces.extend([part] if i % 2 else self.split(part))
         unk = self.unk_token_id
         ids = [vocab.get(piece, unk) for piece in pieces]
-        if self.strict and unk in ids:
+        if (self.strict or unk is None) and unk in ids:  # without an unknown token, a missing piece has no id
             missing = sorted({p for p, i in zip(pieces, ids) if i == unk and p != self.unk_token})
             if missing:
+                fix = (
+                    "use strict=False to map them to"
+                    if unk is not None
+                    else "set tok.unk_token to map them to"
+                )
                 raise TokenizerError(
                     f"{len(missing)} {self.piece_name}(s) not in the vocabulary: "
                     f"{', '.join(map(repr, missing[:10]))}{' ...' if len(missing) > 10 else ''}. Rebuild the "
-                    "vocabulary from a corpus that contains them, or use strict=False to map them to <|unk|>."
+                    f"vocabulary from a corpus that contains them, or {fix} an unknown token such as <|unk|>."
                 )
         return ids
 
@@ -337,6 +343,15 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.vocab, f, ensure_ascii=False, indent=0)
         return (path,)
+
+
+def unknown_token_id(tok: PreTrainedTokenizer, vocab: dict[str, int]) -> int | None:
+    """The id of `tok.unk_token` (None without one), for `_convert_token_to_id`'s unknown tokens; `vocab` is the
+    tokenizer's own vocabulary. Looked up directly: `tok.unk_token_id` converts the unknown token back through
+    `_convert_token_to_id`, which would call itself without end when that token is not in the vocabulary (as after
+    `tok.unk_token_id = id` of an ordinary token)."""
+    unk = tok.unk_token
+    return tok._added_tokens_encoder.get(unk, vocab.get(unk)) if unk is not None else None
 
 
 def read_vocab(path: str) -> dict[str, int]:
@@ -369,4 +384,5 @@ __all__ = [
     "FastEncodeMixin",
     "VocabularyTokenizer",
     "read_vocab",
+    "unknown_token_id",
 ]
