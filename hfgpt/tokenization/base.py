@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 from typing import Any, ClassVar
 
 from transformers import BatchEncoding, PreTrainedTokenizer
@@ -29,6 +30,11 @@ class FastEncodeMixin:
     which costs far more than the tokenization itself. A subclass implements `_encode_text` (one string
     to ids, honouring added/special tokens unless `split_special_tokens`); this mixin feeds the ids to
     `PreTrainedTokenizer._encode_plus`, so truncation, padding, pairs and tensors behave as usual.
+
+    Before any encoding, input that is not text or ids, or that mixes the two (`[[1, "a"]]`, a batch of id
+    rows and text rows, ids with a text pair), is refused with `TokenizerInputError`: transformers' Python
+    backend would hand such ids on unchecked. Pre-tokenized words (`is_split_into_words=True`) encode as
+    transformers' GPT-2 tokenizer with `add_prefix_space=True` encodes them.
     """
 
     def _encode_text(self, text: str, split_special_tokens: bool) -> list[int]:
@@ -37,45 +43,76 @@ class FastEncodeMixin:
     def _encode_texts(self, texts: Sequence[str], split_special_tokens: bool) -> list[list[int]]:
         return [self._encode_text(text, split_special_tokens) for text in texts]
 
-    def _texts_to_ids(self, value: Any, split_special_tokens: bool) -> Any:
-        if value is None:
-            return None
+    def _text_to_ids(self, text: str, split_special_tokens: bool) -> list[int] | str:
         # Text with no tokens (e.g. only whitespace for RegexTokenizer) becomes "": transformers rejects an
         # empty id list but encodes "" fine.
-        if isinstance(value, str):
-            return (self._encode_text(value, split_special_tokens) if value else None) or ""
-        if isinstance(value, (list, tuple)):
-            if value and set(map(type, value)) == {int}:  # the user's ids (not bools, not a mix with text)
-                return value
-            if value and all(isinstance(item, str) for item in value):
-                encoded = self._encode_texts(value, split_special_tokens)
-                return [ids or "" for ids in encoded]
-            if value and all(isinstance(item, (list, tuple)) for item in value):
-                return value  # pairs, pre-tokenized input or batches of ids: transformers checks them
-            bad = next((item for item in value if not isinstance(item, str)), value)
+        return (self._encode_text(text, split_special_tokens) if text else None) or ""
+
+    def _inputs_to_ids(self, text: Any, text_pair: Any, words: bool, split_special_tokens: bool) -> tuple:
+        """`text` and `text_pair` with every text (with `words`, every list of words) replaced by its ids, nested
+        as they were, so transformers reads batches and pairs as it would have read the text. All the texts are
+        encoded in one `_encode_texts` call. Input that mixes ids and text, or holds anything but str and int,
+        is refused before any encoding."""
+        found = _Found(type(self).__name__)
+        for value in (text, text_pair):
+            if isinstance(value, (list, tuple)) and not value and not words:
+                raise TokenizerInputError(
+                    f"{found.name} expects a str, a list of str or a list of int ids, got an empty "
+                    f'{type(value).__name__}: pass at least one text ("" encodes to no ids).'
+                )
+            if value is not None:
+                found.gather(value, words)
+        if found.text is not None and found.ids is not None:
             raise TokenizerInputError(
-                f"{type(self).__name__} expects a str, a list of str or a list of int ids, got a list holding "
-                f"{type(bad).__name__} ({bad!r:.60}). Convert every item with str(...), or pass only ids."
+                f"{found.name} expects text or token ids in one call, not both: got text ({found.text!r:.40}) "
+                f"and ids ({found.ids!r:.40}). Encode them in separate calls, or decode the ids to text first "
+                "with tok.decode(ids)."
             )
-        raise TokenizerInputError(
-            f"{type(self).__name__} expects text as a str or a list of str, got {type(value).__name__} "
-            f"({value!r:.60}). Convert it with str(...) or pass token ids as a list of int."
-        )
+        if words:
+            found.texts = self._word_texts(found.texts, split_special_tokens)
+        encoded = iter(self._encode_texts(found.texts, split_special_tokens) if found.texts else ())
+        return _fill(text, words, encoded, top=True), _fill(text_pair, words, encoded, top=True)
+
+    def _word_texts(self, words: list[str], split_special_tokens: bool) -> list[str]:
+        """Pre-tokenized words as texts: a space before each piece of a word that lacks one, special tokens left
+        alone, as transformers' GPT-2 tokenizer with `add_prefix_space=True` encodes the words of
+        `is_split_into_words` input. A word then encodes as it does inside a sentence: word-level tokenizers drop
+        the space, characters and byte-level BPE keep it."""
+        if split_special_tokens or not self.added_tokens_encoder:
+            return [word if not word or word[0] == " " else " " + word for word in words]
+        pattern = self._added_tokens_pattern()
+        return [
+            "".join(
+                part if i % 2 or not part or part[0] == " " else " " + part for i, part in enumerate(parts)
+            )
+            for parts in map(pattern.split, words)  # text, special, text, ..., text
+        ]
+
+    _added_split: tuple[tuple[str, ...], re.Pattern] | None = None
+
+    def _added_tokens_pattern(self) -> re.Pattern:
+        """A regex that splits text around the added (special) tokens, longest first, keeping them."""
+        tokens = tuple(sorted(self.added_tokens_encoder, key=len, reverse=True))
+        if self._added_split is None or self._added_split[0] != tokens:
+            self._added_split = (tokens, re.compile("(" + "|".join(map(re.escape, tokens)) + ")"))
+        return self._added_split[1]
 
     _handing_back = False  # True while transformers hands back, one sequence at a time, ids made here
 
     def _encode_plus(self, text, text_pair=None, is_split_into_words: bool = False, **kwargs):
         if self._handing_back:  # ids this tokenizer just made: checking them again costs as much as encoding
             return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
-        if not is_split_into_words:
-            split = kwargs.get("split_special_tokens", self.split_special_tokens)
-            if text_pair is None and _plain_batch(text, kwargs):
+        split = kwargs.get("split_special_tokens", self.split_special_tokens)
+        if is_split_into_words or not isinstance(text, str) or not isinstance(text_pair, (str, type(None))):
+            if text_pair is None and not is_split_into_words and _plain_batch(text, kwargs):
                 return self._encode_plain_batch(text, **{**kwargs, "split_special_tokens": split})
-            text = self._texts_to_ids(text, split)
-            text_pair = self._texts_to_ids(text_pair, split)
+            text, text_pair = self._inputs_to_ids(text, text_pair, is_split_into_words, split)
+        else:
+            text = self._text_to_ids(text, split)
+            text_pair = None if text_pair is None else self._text_to_ids(text_pair, split)
         self._handing_back = True
-        try:
-            return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
+        try:  # words are ids now: what is left is a batch, pair or sequence of ids or ""
+            return super()._encode_plus(text, text_pair, is_split_into_words=False, **kwargs)
         finally:
             self._handing_back = False
 
@@ -172,6 +209,81 @@ def _plain_batch(text: Any, kwargs: dict) -> bool:
     )
 
 
+_NOTHING = object()  # no bad item found (None is one)
+# Lists nest at most this deep in what transformers accepts: a batch of pairs of word lists (or of ids).
+_MAX_NESTING = 4
+
+
+class _Found:
+    """What an input holds: its texts (or words) in order, and the first text and the first ids met."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.texts: list[str] = []
+        self.text: Any = None
+        self.ids: Any = None
+
+    def gather(self, value: Any, words: bool, depth: int = 0) -> None:
+        """Record the texts and ids in `value`; raise on anything else, or on ids and text in one list."""
+        if isinstance(value, str) and words:  # transformers' GPT-2 tokenizer refuses it too
+            raise TokenizerInputError(
+                f"{self.name} expects lists of words with is_split_into_words=True, got a str ({value!r:.60}). "
+                "Split it into words (e.g. text.split()), or leave is_split_into_words False."
+            )
+        if isinstance(value, str):
+            self.texts.append(value)
+            self.text = value if self.text is None else self.text
+            return
+        if not isinstance(value, (list, tuple)):
+            raise TokenizerInputError(
+                f"{self.name} expects text as a str or a list of str, got {type(value).__name__} "
+                f"({value!r:.60}). Convert it with str(...) or pass token ids as a list of int."
+            )
+        if depth == _MAX_NESTING:
+            raise TokenizerInputError(
+                f"{self.name} expects at most a batch of pairs of word lists, got lists nested deeper "
+                f"({value!r:.60}). Flatten the batch to one list of texts (or of id lists)."
+            )
+        kinds = set(map(type, value))  # one pass in C: ids and word lists are not walked in Python
+        if kinds == {int}:
+            self.ids = value if self.ids is None else self.ids
+            return
+        if words and kinds == {str}:
+            self.texts.extend(value)
+            self.text = value if self.text is None else self.text
+            return
+        if int in kinds and str in kinds:
+            raise TokenizerInputError(
+                f"{self.name} expects text or token ids, got a list holding both str and int ({value!r:.60}). "
+                "Pass the text and the ids in separate calls, or decode the ids to text first with tok.decode(ids)."
+            )
+        bad = next((item for item in value if not isinstance(item, (str, list, tuple))), _NOTHING)
+        if bad is not _NOTHING:
+            raise TokenizerInputError(
+                f"{self.name} expects text (str) or token ids (int), got {type(bad).__name__} ({bad!r:.40}) "
+                f"in {value!r:.60}. Convert it with str(...) for text, or pass ids as lists of int only."
+            )
+        for item in value:
+            self.gather(item, words, depth + 1)
+
+
+def _fill(value: Any, words: bool, encoded: Iterator[list[int]], top: bool = False) -> Any:
+    """`value` with each text (with `words`, each list of words) replaced by the next ids from `encoded`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return next(encoded) or ""
+    if not value:  # an empty batch stays one; an empty sequence (of words or ids) encodes like ""
+        return value if top and not words else ""
+    kinds = set(map(type, value))
+    if kinds == {int}:  # transformers adds special tokens with `ids + [...]`, which a tuple of ids fails
+        return value if isinstance(value, list) else list(value)
+    if words and kinds == {str}:
+        return list(chain.from_iterable(islice(encoded, len(value)))) or ""
+    items = [_fill(item, words, encoded) for item in value]
+    return tuple(items) if isinstance(value, tuple) else items
+
+
 class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
     r"""A tokenizer whose vocabulary is the distinct pieces of a corpus, plus special tokens.
 
@@ -237,7 +349,6 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
             strict=strict,
             **kwargs,
         )
-        self._special_split: tuple[tuple[str, ...], re.Pattern] | None = None
 
     @classmethod
     def split(cls, text: str) -> list[str]:
@@ -300,8 +411,9 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return self.split(text)
 
-    def _convert_token_to_id(self, token: str) -> int:
-        return self.vocab.get(token, self.unk_token_id)
+    def _convert_token_to_id(self, token: str) -> int | None:
+        index = self.vocab.get(token)
+        return unknown_token_id(self, self.vocab) if index is None else index
 
     def _convert_id_to_token(self, index: int) -> str:
         return self.ids_to_tokens.get(index, self.unk_token)
@@ -312,31 +424,39 @@ class VocabularyTokenizer(FastEncodeMixin, PreTrainedTokenizer):
             pieces = self.split(text)
         else:  # special tokens are single tokens, whatever `split` would make of them
             pieces = []
-            for i, part in enumerate(self._special_pattern().split(text)):
+            for i, part in enumerate(self._added_tokens_pattern().split(text)):
                 pieces.extend([part] if i % 2 else self.split(part))
         unk = self.unk_token_id
         ids = [vocab.get(piece, unk) for piece in pieces]
-        if self.strict and unk in ids:
+        if (self.strict or unk is None) and unk in ids:  # without an unknown token, a missing piece has no id
             missing = sorted({p for p, i in zip(pieces, ids) if i == unk and p != self.unk_token})
             if missing:
+                fix = (
+                    "use strict=False to map them to"
+                    if unk is not None
+                    else "set tok.unk_token to map them to"
+                )
                 raise TokenizerError(
                     f"{len(missing)} {self.piece_name}(s) not in the vocabulary: "
                     f"{', '.join(map(repr, missing[:10]))}{' ...' if len(missing) > 10 else ''}. Rebuild the "
-                    "vocabulary from a corpus that contains them, or use strict=False to map them to <|unk|>."
+                    f"vocabulary from a corpus that contains them, or {fix} an unknown token such as <|unk|>."
                 )
         return ids
-
-    def _special_pattern(self) -> re.Pattern:
-        specials = tuple(sorted(self.added_tokens_encoder, key=len, reverse=True))
-        if self._special_split is None or self._special_split[0] != specials:
-            self._special_split = (specials, re.compile("(" + "|".join(map(re.escape, specials)) + ")"))
-        return self._special_split[1]
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         path = os.path.join(save_directory, (f"{filename_prefix}-" if filename_prefix else "") + "vocab.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.vocab, f, ensure_ascii=False, indent=0)
         return (path,)
+
+
+def unknown_token_id(tok: PreTrainedTokenizer, vocab: dict[str, int]) -> int | None:
+    """The id of `tok.unk_token` (None without one), for `_convert_token_to_id`'s unknown tokens; `vocab` is the
+    tokenizer's own vocabulary. Looked up directly: `tok.unk_token_id` converts the unknown token back through
+    `_convert_token_to_id`, which would call itself without end when that token is not in the vocabulary (as after
+    `tok.unk_token_id = id` of an ordinary token)."""
+    unk = tok.unk_token
+    return tok._added_tokens_encoder.get(unk, vocab.get(unk)) if unk is not None else None
 
 
 def read_vocab(path: str) -> dict[str, int]:
@@ -369,4 +489,5 @@ __all__ = [
     "FastEncodeMixin",
     "VocabularyTokenizer",
     "read_vocab",
+    "unknown_token_id",
 ]

@@ -24,7 +24,7 @@ import tiktoken
 from transformers import PreTrainedTokenizer
 
 from hfgpt.errors import TokenizerError
-from hfgpt.tokenization.base import ENDOFTEXT, FastEncodeMixin
+from hfgpt.tokenization.base import ENDOFTEXT, FastEncodeMixin, unknown_token_id
 
 # GPT-2's pre-tokenization regex in tiktoken's (possessive) form, identical in effect to GPT-2's.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
@@ -202,8 +202,9 @@ class GPT2BPETokenizer(FastEncodeMixin, PreTrainedTokenizer):
     def get_vocab(self) -> dict[str, int]:
         return {**self.encoder, **self.added_tokens_encoder}
 
-    def _convert_token_to_id(self, token: str) -> int:
-        return self.encoder.get(token, self.unk_token_id)
+    def _convert_token_to_id(self, token: str) -> int | None:
+        index = self.encoder.get(token)
+        return unknown_token_id(self, self.encoder) if index is None else index
 
     def _convert_id_to_token(self, index: int) -> str:
         return self.decoder.get(index, self.unk_token)
