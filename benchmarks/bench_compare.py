@@ -40,7 +40,7 @@ QUICK = [
     "regex",
     "--max-length",
     "16",
-    "--steps",
+    "--max-steps",
     "30",
     "--eval-tokens",
     "600",
@@ -110,7 +110,7 @@ def main() -> None:
     if args.strategies or args.quick:
         strategies = args.strategies or "learned,rope,alibi"
     else:
-        from hfgpt.compare import default_strategies
+        from hfgpt.compare.arguments import default_strategies
 
         strategies = ",".join(default_strategies())
     extra = QUICK if args.quick else []

@@ -131,7 +131,7 @@ class StageTimer:
     Helpers that do not exist (the module changed) are skipped; their time lands in "the rest".
     """
 
-    STAGES = ("as_dataset", "_tokenize", "build_stream")
+    STAGES = ("as_dataset", "tokenize", "stream_of_tokens")
 
     def __init__(self, module):
         self.module = module
@@ -255,7 +255,7 @@ def end_to_end(hfgpt, datasets, texts, n_tokens, mb, L, S, repeats) -> list[str]
     """window(list_of_texts, tokenizer=GPT2BPETokenizer()), split into its stages."""
     from datasets.fingerprint import Hasher, get_temporary_cache_files_directory
 
-    from hfgpt.data.windows import tokenizer_fingerprint
+    from hfgpt.data.stream import tokenizer_fingerprint
 
     tok = hfgpt.GPT2BPETokenizer()
     hash_s, _ = timed(lambda: Hasher.hash(tok))
@@ -277,8 +277,8 @@ def end_to_end(hfgpt, datasets, texts, n_tokens, mb, L, S, repeats) -> list[str]
     rest = e2e_best - sum(stages.values())
     rows = [
         ("source detection (`as_dataset`)", stages.get("as_dataset", 0.0)),
-        ("tokenization (`_tokenize`: datasets.map + tokenizer)", stages.get("_tokenize", 0.0)),
-        ("token stream (`build_stream`)", stages.get("build_stream", 0.0)),
+        ("tokenization (`tokenize`: datasets.map + tokenizer)", stages.get("tokenize", 0.0)),
+        ("token stream (`stream_of_tokens`)", stages.get("stream_of_tokens", 0.0)),
         ("windowing (the rest: window starts + datasets.map gather)", rest),
     ]
     lines = [

@@ -133,7 +133,7 @@ def e2e_run(files: list[Path], num_proc: int, tok, work: Path) -> dict:
             f"windows read from outside the run's cache: {outside[:2]}"
         )
         mb = sum(len(t.encode("utf-8")) for t in corpus["text"]) / 1e6
-        tokenize, stream = stages.seconds["_tokenize"], stages.seconds["build_stream"]
+        tokenize, stream = stages.seconds["tokenize"], stages.seconds["stream_of_tokens"]
         return {
             "seconds": seconds,
             "mb": mb,
@@ -204,7 +204,8 @@ def fingerprint_costs(tok, repeats: int, sample: list[str]) -> dict:
     from datasets import Dataset
     from datasets.fingerprint import Hasher
 
-    from hfgpt.data.windows import tokenizer_fingerprint, window
+    from hfgpt.data.stream import tokenizer_fingerprint
+    from hfgpt.data.windows import window
 
     ours, theirs = [], []
     for i in range(repeats):

@@ -92,7 +92,19 @@ class PositionEncoding(nn.Module):
 
     @property
     def max_positions(self) -> int | None:
-        return type(self).max_positions_for(self.config)
+        """This module's limit: `max_positions_for(config)`, or what a strategy written before that classmethod
+        existed assigned to `self.max_positions` in its `__init__`."""
+        return self.__dict__.get("_assigned_max_positions", type(self).max_positions_for(self.config))
+
+    @max_positions.setter
+    def max_positions(self, value: int | None) -> None:
+        warnings.warn(
+            f"{type(self).__name__} assigns self.max_positions; declare the classmethod max_positions_for(config) "
+            "instead, so hfgpt can check lengths before a model is built",
+            FutureWarning,
+            stacklevel=2,
+        )
+        self.__dict__["_assigned_max_positions"] = value
 
     def init_buffers(self) -> None:
         """Recompute derived, non-persistent buffers (frequency tables, slopes).

@@ -46,3 +46,8 @@ def test_bench_gpu_quick_runs_on_cpu(tmp_path):
     out = run_benchmark("bench_gpu.py", "--quick", "--out", str(tmp_path))
     assert "| hfgpt | no |" in out and "| gpt2 | no |" in out
     assert "hfgpt / GPT2LMHeadModel tokens/s:" in out
+
+
+def test_bench_positions_quick_runs_and_its_two_ropes_agree():
+    out = run_benchmark("bench_positions.py", "--quick")  # it asserts the two RoPE variants' logits agree
+    assert "rope (tables once per forward) / per-layer rope:" in out

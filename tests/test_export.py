@@ -142,7 +142,7 @@ def test_gpt2_export_round_trips_through_from_gpt2():
     gpt2 = GPT2LMHeadModel(
         GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=48, n_layer=2, n_head=4)
     ).eval()
-    again = convert_model(hfgpt.HFGPTForCausalLM.from_gpt2(gpt2).eval())
+    again = convert_model(hfgpt.from_gpt2(gpt2).eval())
     original, exported = gpt2.state_dict(), again.state_dict()
     assert original.keys() == exported.keys()
     for name, tensor in original.items():

@@ -71,6 +71,12 @@ class EvalArguments:
         help="tokens between window starts, at most the smallest length (default: non-overlapping windows)",
     )
     batch_size: int = option(8, group="evaluation", check=_positive, help="windows per forward pass")
+    max_tokens: int | None = option(
+        None,
+        group="evaluation",
+        check=_positive,
+        help="score only the text's first N tokens (bits per byte is then not reported) (default: all of them)",
+    )
     position_options: dict | None = option(
         None,
         group="evaluation",
@@ -166,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             options.stride,
             options.batch_size,
             progress=options.show_progress,
+            max_tokens=options.max_tokens,
         )
     if options.json:
         print(json.dumps([result.to_dict() for result in results]))

@@ -14,10 +14,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: children import tests.helpers from it
 
 N_DOCS = 30_000
 DOC_LEN = 2_500  # 75M tokens, 300 MB as int32
@@ -51,9 +54,7 @@ CHILD = textwrap.dedent(
     from datasets import Dataset
     from hfgpt.data import window
 
-    def rss_anon_kib():
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+    from tests.helpers.memory import rss_anon_kib  # run from the checkout's root, like the tests
 
     peak, done = [0], threading.Event()
 
@@ -102,6 +103,7 @@ def test_window_peak_memory_stays_far_below_the_corpus(scratch):
         capture_output=True,
         text=True,
         env=env,
+        cwd=ROOT,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hfgpt.data.stream import MAX_TOKEN_ID, TokenStream, _join_batch
 from hfgpt.data.windows import _gather_windows, _StreamWindower, window_dtype
-from tests.data.test_windows import reference_windows
+from tests.helpers.windows import reference_windows
 
 # Small ids repeat, so a misplaced token shows; scaled by `id_scales` they reach int32's top (int32 columns).
 # Ids are drawn as plain small integers: generating the inputs dominates the cost of an example.

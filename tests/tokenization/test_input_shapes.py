@@ -24,8 +24,7 @@ from transformers import GPT2Tokenizer
 from hfgpt import GPT2BPETokenizer, RegexTokenizer
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import TokenizerInputError
-from tests.tokenization.test_bpe import GPT2_DATA, PIECES
-from tests.tokenization.test_regex import book_split
+from tests.helpers.tokenization import GPT2_DATA, PIECES, book_split
 
 VERDICT = default_corpus_path().read_text(encoding="utf-8")
 TOKENIZERS = {

@@ -20,8 +20,7 @@ from hfgpt import GPT2BPETokenizer, RegexTokenizer
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import TokenizerInputError
 from hfgpt.tokenization import base as tokenization_base
-from tests.tokenization.test_bpe import gpt2_text
-from tests.tokenization.test_regex import pattern_text
+from tests.helpers.tokenization import char_ids_by_hand, gpt2_text, pattern_text
 
 VERDICT = default_corpus_path().read_text(encoding="utf-8")
 SPECIALS = ("<|endoftext|>", "<|unk|>")
@@ -128,27 +127,6 @@ def test_non_str_input_is_rejected(name, value):
         tok(value)
     with pytest.raises(TokenizerInputError):
         tok.encode(value)
-
-
-# --- CharTokenizer: one id per character ------------------------------------------------------------------
-def char_ids_by_hand(corpus: str, text: str) -> tuple[list[int], str]:
-    """The ids of `text` and its decoding, for a vocabulary of the corpus's sorted characters then the two
-    specials: each special in the text is one id, a character outside the corpus is <|unk|>."""
-    chars = sorted(set(corpus))
-    special_ids = {special: len(chars) + i for i, special in enumerate(SPECIALS)}
-    ids, decoded, i = [], [], 0
-    while i < len(text):
-        special = next((s for s in SPECIALS if text.startswith(s, i)), None)
-        if special is not None:
-            ids.append(special_ids[special])
-            decoded.append(special)
-            i += len(special)
-        else:
-            known = text[i] in chars
-            ids.append(chars.index(text[i]) if known else special_ids["<|unk|>"])
-            decoded.append(text[i] if known else "<|unk|>")
-            i += 1
-    return ids, "".join(decoded)
 
 
 # A corpus and a text made of its characters, the specials and, now and then, a character it lacks.

@@ -8,7 +8,6 @@ Expected ids for the two sample sentences and the vocabulary size of The Verdict
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from hypothesis import given
@@ -19,19 +18,9 @@ import hfgpt
 from hfgpt import RegexTokenizer
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.tokenization.regex import split_words
+from tests.helpers.tokenization import book_decode, book_split, pattern_text
 
 VERDICT = default_corpus_path()
-BOOK_SPLIT = r'([,.:;?_!"()\']|--|\s)'
-BOOK_DETOKENIZE = r'\s+([,.?!"()\'])'
-
-
-def book_split(text: str) -> list[str]:
-    """The book's SimpleTokenizer preprocessing: split keeping delimiters, strip, drop empty pieces."""
-    return [piece.strip() for piece in re.split(BOOK_SPLIT, text) if piece.strip()]
-
-
-def book_decode(tokens: list[str]) -> str:
-    return re.sub(BOOK_DETOKENIZE, r"\1", " ".join(tokens))
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +31,6 @@ def verdict() -> str:
 @pytest.fixture(scope="module")
 def tok(verdict) -> RegexTokenizer:
     return RegexTokenizer.from_corpus(verdict)
-
-
-# Text made of the characters that matter to the pattern: every delimiter, '-' (for '--'), several kinds of
-# whitespace, letters of both cases, digits and a few non-ASCII characters.
-pattern_text = st.text(
-    alphabet=st.sampled_from(list(",.:;?_!\"()'-- \t\n\r\x0b\x0c\u00a0\u2003aAbZz09éß日😀<|>")), max_size=80
-)
 
 
 # --- splitting and the vocabulary -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from hfgpt_chartok import CharTokenizer
 from hfgpt import GPT2BPETokenizer, RegexTokenizer
 from hfgpt.data.sources import default_corpus_path
 from hfgpt.errors import TokenizerError
-from tests.tokenization.test_bpe import GPT2_DATA, hf_reference
+from tests.helpers.tokenization import GPT2_DATA, hf_reference
 
 VERDICT = default_corpus_path().read_text(encoding="utf-8")
 SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")

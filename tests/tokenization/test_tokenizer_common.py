@@ -113,8 +113,7 @@ import hfgpt  # noqa: E402, F401  (registers the tokenizer classes with AutoToke
 from hfgpt import GPT2BPETokenizer, RegexTokenizer  # noqa: E402
 from hfgpt.data.sources import default_corpus_path  # noqa: E402
 from hfgpt.tokenization.bpe import BPETokenizer  # noqa: E402
-from tests.tokenization.test_properties import char_ids_by_hand  # noqa: E402
-from tests.tokenization.test_regex import book_decode, book_split  # noqa: E402
+from tests.helpers.tokenization import book_decode, book_split, char_ids_by_hand  # noqa: E402
 
 PAD = "<|pad|>"
 

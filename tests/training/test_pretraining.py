@@ -138,7 +138,7 @@ def test_cli_refuses_existing_output_dir(tmp_path, capsys):
         (
             "Only a few words here.",
             {},
-            r"too short for one window: it has \d+ tokens.*needs max_length \+ 1 = 33",
+            r"too short to hold out 33 bytes for validation \(one evaluation window needs 33\) and keep text",
         ),
         ("Some text " * 200, {"position_encoding": "spiral"}, "unknown position-encoding strategy 'spiral'"),
         ("Some text " * 200, {"tokenizer": "sentencepiece"}, "unknown tokenizer strategy 'sentencepiece'"),
@@ -151,17 +151,38 @@ def test_bad_input_is_a_clear_error(tmp_path, corpus_text, fields, message):
         train(tiny_args(tmp_path / "out", corpus=[str(corpus)], **fields))
 
 
-def test_saved_dataset_directory_as_corpus(tmp_path):
+def test_saved_dataset_directory_as_corpus_and_the_validation_loss_of_its_held_out_tail(
+    tmp_path, tiktoken_gpt2
+):
+    """GPT-2's fixed vocabulary splits by tokens: with two documents each far above 10% of the corpus, none is
+    held out whole and the last 10% of the corpus's tokens (rounded up) come from the end of the larger one.
+    The reported validation loss is the saved model's mean loss over those tokens' 32-token windows (stride
+    32, whole windows only), computed here with tiktoken and a plain loop."""
     from datasets import Dataset
 
     text = default_corpus_path().read_text()
-    Dataset.from_dict({"text": [text[:10000], text[10000:]]}).save_to_disk(str(tmp_path / "ds"))
-    result = train(tiny_args(tmp_path / "out", corpus=[str(tmp_path / "ds")], epochs=1.0))
-    assert result.final_eval_loss is not None and (tmp_path / "out" / "config.json").exists()
+    docs = [text[:9000], text[9000:]]
+    Dataset.from_dict({"text": docs}).save_to_disk(str(tmp_path / "ds"))
+    args = tiny_args(tmp_path / "out", corpus=[str(tmp_path / "ds")], tokenizer="gpt2-bpe", max_steps=3)
+    result = train(args)
+
+    ids = [tiktoken_gpt2.encode_ordinary(doc) for doc in docs]
+    held = -(-sum(map(len, ids)) // 10)
+    largest = max(range(2), key=lambda i: len(ids[i]))
+    tail = ids[largest][-held:]
+    log = json.loads((tmp_path / "out" / "training_log.json").read_text())
+    assert f"the last {held:,} tokens of document {largest}" in log["held_out"]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(tail) - 32, 32):
+            window = torch.tensor([tail[start : start + 33]])
+            losses.append(torch.nn.functional.cross_entropy(model(window[:, :-1]).logits[0], window[0, 1:]))
+    assert result.final_eval_loss == pytest.approx(torch.stack(losses).mean().item(), rel=1e-4)
 
 
 def test_a_corpus_folder_of_texts_that_look_like_paths_trains(tmp_path):
-    # Each file's content is read as text, never reinterpreted as a path, URL or glob.
+    # Each file's content is read as text, never reinterpreted as a path, URL or glob: each is a document.
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     story = default_corpus_path().read_text()
@@ -170,8 +191,22 @@ def test_a_corpus_folder_of_texts_that_look_like_paths_trains(tmp_path):
         ["https://example.com/some/page.html", "data/x.txt", "*.py", "[abc]", *chapters]
     ):
         (corpus / f"{i:02}.txt").write_text(content)
-    result = train(tiny_args(tmp_path / "out", corpus=[str(corpus)], epochs=1.0, val_fraction=0.25))
-    assert (tmp_path / "out" / "model.safetensors").exists() and result.final_eval_loss is not None
+    train(tiny_args(tmp_path / "out", corpus=[str(corpus)], epochs=1.0, val_fraction=0.25))
+    log = json.loads((tmp_path / "out" / "training_log.json").read_text())
+    assert f"of {4 + len(chapters)} documents" in log["held_out"]
+
+
+def test_a_story_and_two_one_line_files_train(tmp_path, capsys):
+    """10% of three documents is not one document: the split counts tokens, the one-line files are held out
+    whole and the rest is the story's tail, at least one window."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "story.txt").write_text(default_corpus_path().read_text())
+    (corpus / "a.txt").write_text("One line.\n")
+    (corpus / "b.txt").write_text("Another short line.\n")
+    result = train(tiny_args(tmp_path / "out", corpus=[str(corpus)], max_steps=2))
+    assert result.final_eval_loss is not None
+    assert "held out 2 of 3 documents and the last" in capsys.readouterr().err
 
 
 def test_options_a_tokenizer_does_not_take_are_refused_before_any_work(tmp_path, capsys):
@@ -188,6 +223,8 @@ def test_options_a_tokenizer_does_not_take_are_refused_before_any_work(tmp_path,
 def test_structured_corpora_skipped_files_and_a_bounded_validation(tmp_path, capsys):
     import json as json_
 
+    from hfgpt.training.pretraining import prepare
+
     story = default_corpus_path().read_text()
     chapters = [story[i : i + 1500] for i in range(0, len(story), 1500)]
     corpus = tmp_path / "corpus"
@@ -200,15 +237,14 @@ def test_structured_corpora_skipped_files_and_a_bounded_validation(tmp_path, cap
     args = dict(corpus=[str(corpus / "chapters.jsonl"), str(bad)], text_column="body", epochs=1.0)
     with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(bad byte at offset 120003\)"):
         train(tiny_args(tmp_path / "refused", **args))
-    result = train(
+    data = prepare(
         tiny_args(tmp_path / "out", **args, skip_bad_files=True, max_eval_tokens=64, val_fraction=0.3)
     )
-    err = capsys.readouterr().err
-    assert "skipped 1 file(s), 120,004 bytes, that are not UTF-8 text" in err
-    assert result.final_eval_loss is not None and result.tokens_trained > 0 and result.tokens_per_second > 0
-    # validation used at most 64 tokens: 2 windows of 32
-    log = json_.loads((tmp_path / "out" / "training_log.json").read_text())
-    assert log["history"] and (tmp_path / "out" / "model.safetensors").exists()
+    assert "skipped 1 file(s), 120,004 bytes, that cannot be read" in capsys.readouterr().err
+    assert len(data.val_set) == 2  # validation uses at most 64 tokens: 2 windows of 32
+    assert (
+        sum(len(row) for row in data.train_set["input_ids"]) > 1000
+    )  # the chapters train (not the bad file)
 
 
 def test_the_default_validation_interval_follows_the_run_length():

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: children import tests.helpers from it
 
 CHILD = textwrap.dedent(
     """
@@ -18,9 +21,7 @@ CHILD = textwrap.dedent(
     from hfgpt.training.arguments import TrainArguments
     from hfgpt.training.pretraining import prepare
 
-    def rss_anon_kib():
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+    from tests.helpers.memory import rss_anon_kib  # run from the checkout's root, like the tests
 
     peak, done = [0], threading.Event()
 
@@ -71,6 +72,7 @@ def test_preparing_four_times_the_corpus_costs_less_than_100_mb_more(tmp_path):
             capture_output=True,
             text=True,
             env=env,
+            cwd=ROOT,
             timeout=900,
         )
         assert done.returncode == 0, done.stderr[-3000:]
@@ -80,3 +82,68 @@ def test_preparing_four_times_the_corpus_costs_less_than_100_mb_more(tmp_path):
           f"+{growth[4]:.0f} MiB peak anonymous RSS")  # fmt: skip
     assert report[4]["windows"] > 3.5 * report[1]["windows"]
     assert growth[4] - growth[1] < 100
+
+
+def write_documents(folder, n_files: int, seed: int = 0) -> int:
+    """`n_files` small files (2 to 6 kB of English-like words, like source files or web pages); returns bytes."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("etaoinshrdlucmfwypvbgkjqxz"))
+    words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(3000)]
+    folder.mkdir()
+    total = 0
+    for i in range(n_files):
+        text = " ".join(rng.choice(words, size=int(rng.integers(400, 1200)))) + ".\n"
+        (folder / f"doc{i:05}.txt").write_text(text)
+        total += len(text)
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
+def test_many_small_documents_four_times_over_cost_less_than_100_mb_more_for_train_and_eval(tmp_path):
+    """1,500 vs 6,000 documents: per-document bookkeeping (file-backed, 16 bytes a document) must not grow the
+    commands' memory with the number of documents."""
+    from tests.helpers.memory import hfgpt_command, peak_rss_anon_mib
+
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_CACHE": str(tmp_path / "c"),
+    }
+    peaks = {}
+    for n in (1500, 6000):
+        corpus = tmp_path / f"docs{n}"
+        write_documents(corpus, n, seed=n)
+        model = tmp_path / f"model{n}"
+        train = [
+            *hfgpt_command(),
+            "train",
+            str(corpus),
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "1",
+            "--no-progress",
+        ]
+        train += ["--max-eval-tokens", "4096", "--output-dir", str(model)]
+        peak_train, done = peak_rss_anon_mib(train, env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        evaluate = [
+            *hfgpt_command(),
+            "eval",
+            str(model),
+            str(corpus),
+            "--lengths",
+            "64",
+            "--max-tokens",
+            "4096",
+        ]
+        peak_eval, done = peak_rss_anon_mib([*evaluate, "--no-progress", "--json"], env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks[n] = (peak_train, peak_eval)
+    print(
+        f"\npeak anonymous RSS (train, eval): 1,500 documents {peaks[1500]}, 6,000 documents {peaks[6000]} MiB"
+    )
+    assert peaks[6000][0] - peaks[1500][0] < 100
+    assert peaks[6000][1] - peaks[1500][1] < 100
