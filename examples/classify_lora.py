@@ -6,7 +6,7 @@ classification head. Both runs here start from the same pretrained model (exampl
 first when missing) with the same seed and the same held-out 20% of examples/data/sms_spam.csv; the script
 prints, for each, the parameters it trained, the held-out and training accuracy and the time.
 
-The LoRA run saves the adapter (a few hundred kB: adapter_config.json, adapter_model.safetensors, the
+The LoRA run saves the adapter (about 130 kB: adapter_config.json, adapter_model.safetensors, the
 tokenizer, classifier.json) to --output-dir; the script reloads it from there with peft and classifies two
 new messages. `hfgpt.training.lora.merge_lora(adapter_dir, merged_dir)` turns it into an ordinary model.
 

@@ -326,3 +326,21 @@ def test_without_peft_lora_names_the_extra(monkeypatch, saved_model):
         continue_pretraining(saved_model, corpus(), lora=True)
     with pytest.raises(ConfigError, match=r"pip install 'hfgpt\[lora\]'"):
         finetune_classifier(saved_model, CSV_PATH, lora=True)
+
+
+@needs_peft
+def test_an_adapter_whose_base_model_moved_names_the_path(causal_run, tmp_path):
+    import shutil
+
+    from hfgpt.errors import ModelLoadError
+    from hfgpt.training.lora import load_lora
+
+    _, out = causal_run
+    moved = shutil.copytree(out, tmp_path / "adapter")
+    config = json.loads((moved / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "gone")
+    (moved / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="gone.*put the base model directory back"):
+        load_lora(moved)
+    with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
+        load_lora(tmp_path)
