@@ -118,9 +118,8 @@ def resolve(lora: Any, task: str):
     config.task_type = peft.TaskType(task)
     if not config.target_modules and not getattr(config, "target_parameters", None):
         config.target_modules = set(TARGET_MODULES)
-    if task == "SEQ_CLS":
-        saved = list(config.modules_to_save or [])
-        config.modules_to_save = saved + [CLASSIFIER_HEAD] * (CLASSIFIER_HEAD not in saved)
+    if task == "SEQ_CLS" and CLASSIFIER_HEAD not in (config.modules_to_save or []):
+        config.modules_to_save = [*(config.modules_to_save or []), CLASSIFIER_HEAD]
     return config
 
 
