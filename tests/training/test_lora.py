@@ -195,7 +195,7 @@ def test_merged_adapter_is_an_ordinary_hfgpt_model_with_the_adapter_logits(causa
 @needs_peft
 def test_instruction_tuning_with_lora(saved_model, tmp_path):
     result = finetune_instructions(
-        saved_model, JSON_PATH, tmp_path / "instruct", epochs=3, batch_size=4, learning_rate=1e-2, lora=True
+        saved_model, JSON_PATH, tmp_path / "instruct", epochs=1, batch_size=8, learning_rate=1e-2, lora=True
     )
     assert_base_unchanged(result.model, saved_model)
     assert result.metrics["eval_loss"] < result.metrics["eval_loss_before"]
