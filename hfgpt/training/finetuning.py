@@ -8,7 +8,9 @@ Three recipes, each a function that loads, trains, evaluates and (optionally) sa
   head reads the hidden state of the last real token, so batches are padded per batch.
 * `finetune_instructions` - Alpaca-style instruction tuning, scored only on the response and EOS.
 
-Each takes its training settings as explicit keyword-only arguments, with its own defaults. They share
+Each takes its training settings as explicit keyword-only arguments, with its own defaults, and `lora=` (a
+`peft.LoraConfig`, or True for hfgpt's defaults) to train low-rank adapters on the frozen model instead of
+every weight; the run then saves the adapter (see `hfgpt.training.lora`). They share
 pretraining's machinery: `trainer_arguments` (device rule, `label_names`), the run lifecycle of
 `hfgpt.training.outputs.RunDirectory` (a saved model is replaced only by a finished one), the held-out split of
 `hfgpt.data.split`, and transformers' collators. The datasets they train on are built by
@@ -18,6 +20,7 @@ pretraining's machinery: `trainer_arguments` (device rule, `label_names`), the r
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +36,9 @@ from hfgpt.data.finetuning import (
     load_instructions,
     read_labelled_csv,
 )
+from hfgpt.errors import ConfigError, OutputDirError
 from hfgpt.loading import load_causal_lm
+from hfgpt.training import lora as adapters
 from hfgpt.training.arguments import trainer_arguments
 from hfgpt.training.outputs import RunDirectory, run_history
 
@@ -116,6 +121,11 @@ def _trainer(
     )
 
 
+def _adapted(model, adapter, model_dir: str | Path):
+    """`model` under trainable LoRA adapters (`hfgpt.training.lora.wrap`) when `adapter` is a LoraConfig."""
+    return model if adapter is None else adapters.wrap(model, adapter, model_dir)
+
+
 def _with_pad_token(tokenizer):
     """Batches are padded: a tokenizer without a pad token pads with its EOS token (GPT-2's convention)."""
     if tokenizer.pad_token is None:
@@ -125,9 +135,17 @@ def _with_pad_token(tokenizer):
 
 @contextmanager
 def _run(output_dir: str | Path | None, overwrite: bool) -> Iterator[RunDirectory]:
-    """The recipe's run directory, opened (see `RunDirectory`); a temporary one is removed on exit."""
+    """The recipe's run directory, opened (see `RunDirectory`); a temporary one is removed on exit.
+
+    A directory holding a LoRA adapter holds a trained model too: it is replaced only with `overwrite`.
+    """
     run = RunDirectory(output_dir, overwrite=overwrite).open()
     try:
+        if output_dir is not None and not overwrite and adapters.is_adapter_dir(output_dir):
+            raise OutputDirError(
+                f"{output_dir} already holds a trained LoRA adapter; pass overwrite=True to replace it (it is "
+                "replaced only once the new run has finished) or choose another output directory"
+            )
         yield run
     finally:
         run.close()
@@ -145,6 +163,7 @@ def continue_pretraining(
     learning_rate: float = 5e-4,
     seed: int = 123,
     overwrite: bool = False,
+    lora: Any = None,
 ) -> FinetuneResult:
     """Train a saved `HFGPTForCausalLM` further on `corpus` with its own tokenizer.
 
@@ -157,6 +176,9 @@ def continue_pretraining(
         epochs, batch_size, learning_rate: AdamW's run (constant learning rate); batch_size windows per step.
         seed: seeds the data order and the held-out split.
         overwrite: replace a model already saved in `output_dir` (once the new one is finished).
+        lora: a `peft.LoraConfig`, or True for `hfgpt.training.lora.lora_config()`: train adapters on the
+            frozen model (default targets: every block's `qkv`, `out_proj`, `fc`, `proj`) and save only them;
+            `result.model` is then the `peft.PeftModel`.
 
     Returns `FinetuneResult` with `metrics["loss_before"]` and `metrics["loss_after"]`: the mean loss of the
     model on the held-out windows before and after the extra training, and `metrics["held_out"]`.
@@ -169,9 +191,11 @@ def continue_pretraining(
     from hfgpt.data.windows import window
 
     settings = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    adapter = adapters.resolve(lora, "CAUSAL_LM")
     with _run(output_dir, overwrite) as run:
         set_seed(seed)
         model, tokenizer = load_causal_lm(model_dir)
+        model = _adapted(model, adapter, model_dir)
         max_length = max_length or model.config.context_length
         tokens = tokenize(as_dataset(corpus), tokenizer)
         chosen = split.choose(
@@ -191,6 +215,7 @@ def continue_pretraining(
             "loss_before": before,
             "loss_after": trainer.evaluate()["eval_loss"],
             "held_out": chosen.describe(),
+            **adapters.parameter_counts(model),
         }
         saved = _finish(run, trainer, tokenizer, metrics)
     return FinetuneResult(model, tokenizer, metrics, run_history(trainer.state.log_history), saved)
@@ -208,6 +233,7 @@ def finetune_classifier(
     learning_rate: float = 1e-3,
     seed: int = 123,
     overwrite: bool = False,
+    lora: Any = None,
 ) -> FinetuneResult:
     """Fine-tune `HFGPTForSequenceClassification` on a CSV of `text,label` rows and report accuracy.
 
@@ -221,6 +247,11 @@ def finetune_classifier(
         epochs, batch_size, learning_rate: AdamW's run (constant learning rate); batch_size rows per step.
         seed: seeds the head's initialisation, the data order and the held-out split.
         overwrite: replace a model already saved in `output_dir` (once the new one is finished).
+        lora: a `peft.LoraConfig`, or True for `hfgpt.training.lora.lora_config()`: train adapters on the
+            frozen model (default targets: every block's `qkv`, `out_proj`, `fc`, `proj`) and save only them;
+            the new `score` head trains in full (`modules_to_save`), and the run also saves
+            `classifier.json` (labels, padding id) for `hfgpt.training.lora.load_lora`. Needs a model
+            directory: adapters on a model trained from scratch would adapt random weights.
 
     Returns `FinetuneResult` whose metrics hold `eval_accuracy`, `train_accuracy` and `majority_rate` (the
     accuracy of always answering the most frequent label of the training split, the bar to beat).
@@ -234,6 +265,12 @@ def finetune_classifier(
     from hfgpt.tokenization.strategies import build_tokenizer
 
     settings = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    adapter = adapters.resolve(lora, "SEQ_CLS")
+    if adapter is not None and isinstance(model_dir_or_config, HFGPTConfig):
+        raise ConfigError(
+            "lora= adapts a trained model, and an HFGPTConfig starts from random weights: pass a saved model "
+            "directory, or fine-tune fully (lora=None)"
+        )
     with _run(output_dir, overwrite) as run:
         texts, names = read_labelled_csv(csv_path)
         label_names = sorted(set(names))
@@ -260,6 +297,7 @@ def finetune_classifier(
             model = HFGPTForSequenceClassification.from_pretrained(
                 str(model_dir), pad_token_id=tokenizer.pad_token_id, **head
             )
+            model = _adapted(model, adapter, model_dir)
 
         max_length = model.config.context_length
         pick = lambda idx: ([texts[i] for i in idx], [label_ids[i] for i in idx])  # noqa: E731
@@ -283,7 +321,11 @@ def finetune_classifier(
             "train_accuracy": trainer.evaluate(train_set, metric_key_prefix="train")["train_accuracy"],
             "majority_rate": Counter(train_set["labels"]).most_common(1)[0][1] / len(train_set),
             "eval_majority_rate": Counter(eval_set["labels"]).most_common(1)[0][1] / len(eval_set),
+            **adapters.parameter_counts(model),
         }
+        if adapter is not None:
+            rebuild = adapters.classifier_settings(model.config)
+            (run.staging / adapters.CLASSIFIER_FILE).write_text(json.dumps(rebuild, indent=1))
         saved = _finish(run, trainer, tokenizer, metrics)
     return FinetuneResult(model, tokenizer, metrics, run_history(trainer.state.log_history), saved)
 
@@ -299,6 +341,7 @@ def finetune_instructions(
     learning_rate: float = 5e-4,
     seed: int = 123,
     overwrite: bool = False,
+    lora: Any = None,
 ) -> FinetuneResult:
     """Instruction-tune a saved `HFGPTForCausalLM` on an Alpaca-style JSON file; loss on responses only.
 
@@ -310,16 +353,21 @@ def finetune_instructions(
         epochs, batch_size, learning_rate: AdamW's run (constant learning rate); batch_size entries per step.
         seed: seeds the data order and the held-out split.
         overwrite: replace a model already saved in `output_dir` (once the new one is finished).
+        lora: a `peft.LoraConfig`, or True for `hfgpt.training.lora.lora_config()`: train adapters on the
+            frozen model (default targets: every block's `qkv`, `out_proj`, `fc`, `proj`) and save only them;
+            `result.model` is then the `peft.PeftModel`.
 
     Returns `FinetuneResult` with `eval_loss_before`, `eval_loss` and `train_loss` in `metrics`.
     """
     from transformers import DataCollatorForSeq2Seq, set_seed
 
     settings = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    adapter = adapters.resolve(lora, "CAUSAL_LM")
     with _run(output_dir, overwrite) as run:
         set_seed(seed)
         entries = load_instructions(json_path)
         model, tokenizer = load_causal_lm(model_dir)
+        model = _adapted(model, adapter, model_dir)
         tokenizer = _with_pad_token(tokenizer)
         train_idx, eval_idx = _held_out(len(entries), eval_fraction, seed)
         max_length = model.config.context_length
@@ -337,6 +385,7 @@ def finetune_instructions(
             "eval_loss": trainer.evaluate()["eval_loss"],
             "train_loss": output.training_loss,
             "held_out": eval_idx,
+            **adapters.parameter_counts(model),
         }
         saved = _finish(run, trainer, tokenizer, metrics)
     return FinetuneResult(model, tokenizer, metrics, run_history(trainer.state.log_history), saved)

@@ -128,7 +128,9 @@ def test_classifier_starts_from_a_saved_causal_lm(saved_model):
     assert moved < 0.01
 
 
-@pytest.mark.parametrize("script", ["pretrain", "finetune_continue", "classify", "instruction_finetune"])
+@pytest.mark.parametrize(
+    "script", ["pretrain", "finetune_continue", "classify", "classify_lora", "instruction_finetune"]
+)
 def test_example_scripts_start_and_describe_themselves(script):
     path = EXAMPLES.parent / f"{script}.py"
     done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
