@@ -242,9 +242,8 @@ class HFGPTModel(HFGPTPreTrainedModel):
     def __init__(self, config: HFGPTConfig):
         super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.emb_dim)
-        strategies = layer_configs(
-            config
-        )  # the model's own strategy first, then those of a per-layer schedule
+        # The model's own strategy first, then the others of a per-layer schedule, each with its layers.
+        strategies = layer_configs(config)
         self.position_encoding: PositionEncoding = strategy_class(config)(config)
         if len(strategies) > 1:
             self.extra_position_encodings = nn.ModuleList(

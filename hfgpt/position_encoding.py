@@ -1,7 +1,7 @@
 """Positional-encoding strategies and the one interface they share.
 
-A GPT needs to know where each token sits. The three families found in real models plug in at three
-different places, so a strategy may override any of three hooks (the defaults do nothing):
+A GPT needs to know where each token sits. The families found in real models plug in at four different
+places, so a strategy may override any of four hooks (the defaults do nothing):
 
 * ``embed`` — absolute encodings added to the token embeddings once, before the first block (GPT-2's
   learned table, the Transformer's sinusoids).
