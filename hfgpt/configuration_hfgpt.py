@@ -66,6 +66,27 @@ class HFGPTConfig(PreTrainedConfig):
             uses it when a directory's tokenizer_config.json is missing, so it fails instead of loading another.
         position_encoding_distribution (`str`, *optional*): the distribution that installed a plugin's strategy
             (set by the config itself), so a directory loaded where the plugin is missing names what to install.
+        position_encoding_layers (`list`, *optional*): a strategy per layer (`n_layers` entries), to mix any
+            registered strategies: `null` is the model's own (`position_encoding` with its kwargs), a name is that
+            strategy (with `position_encoding_kwargs` when it is the model's own, else its defaults), and
+            `{"position_encoding": NAME, "position_encoding_kwargs": {...}}` gives its options. Layers naming the
+            same strategy and options share one module (one table, one bias per forward). Rotary and score-bias
+            strategies act in their layers; a strategy that embeds absolute positions adds them once to the token
+            embeddings, before the first block, whichever layers name it. `position_encoding` must be the
+            strategy of at least one layer.
+        nope_every (`int`, *optional*): every `nope_every`-th layer (layers `nope_every - 1`, `2 * nope_every - 1`,
+            ...) has no positional encoding, the others use `position_encoding`, as SmolLM3 does with RoPE
+            (`nope_every=4`). Exclusive with `position_encoding_layers`.
+        sliding_window (`int`, *optional*): each query attends to at most this many keys, itself and the
+            `sliding_window - 1` tokens before it (Mistral's convention, transformers' sliding-window masks); the
+            KV cache then keeps only those keys. Works with every strategy, packed documents and custom 2D masks;
+            a ready 4D mask is used as given. `None`: full causal attention.
+        random_positions_max (`int`, *optional*): randomized positions (Ruoss et al. 2023): in training mode, each
+            document's positions are a sorted random sample of distinct positions from
+            `[0, random_positions_max)` instead of `0, 1, ..., n - 1`, so a model trained on short windows has
+            seen the positions of longer ones; evaluation and generation use the plain positions. For strategies
+            that read positions (learned, sinusoidal, rope, the score biases); at most the positions the strategy
+            encodes (`context_length` for learned).
     """
 
     model_type: ClassVar[str] = "hfgpt"
@@ -96,6 +117,10 @@ class HFGPTConfig(PreTrainedConfig):
     loss_chunk_size: int | None = 1024
     tokenizer_class: str | None = None
     position_encoding_distribution: str | None = None
+    position_encoding_layers: list[Any] | None = None
+    nope_every: int | None = None
+    sliding_window: int | None = None
+    random_positions_max: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.position_encoding_kwargs is None:
@@ -151,6 +176,65 @@ class HFGPTConfig(PreTrainedConfig):
                 f"{self.loss_chunk_size!r}"
             )
         self._check_strategy()
+        self._check_layers_and_attention()
+
+    def _check_layers_and_attention(self) -> None:
+        """The per-layer schedule, sliding window and randomized positions: types, ranges and registered names."""
+        for name in ("nope_every", "sliding_window", "random_positions_max"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(f"HFGPTConfig.{name} must be a positive integer or null, got {value!r}")
+        if self.nope_every is not None and self.nope_every > self.n_layers:
+            raise ConfigError(
+                f"nope_every={self.nope_every} with {self.n_layers} layers leaves every layer with its positions; "
+                f"use a value between 1 and {self.n_layers}"
+            )
+        layers = self.position_encoding_layers
+        if layers is None:
+            return
+        if self.nope_every is not None:
+            raise ConfigError("give either nope_every or position_encoding_layers, not both")
+        if not isinstance(layers, list) or len(layers) != self.n_layers:
+            raise ConfigError(
+                f"position_encoding_layers must be a list of one strategy per layer ({self.n_layers}), got {layers!r}"
+            )
+        for entry in layers:
+            if isinstance(entry, dict):
+                name, options = entry.get("position_encoding"), entry.get("position_encoding_kwargs", {})
+                if set(entry) - {"position_encoding", "position_encoding_kwargs"} or not isinstance(
+                    options, dict
+                ):
+                    raise ConfigError(
+                        'a position_encoding_layers entry is null, a strategy name or {"position_encoding": NAME, '
+                        f'"position_encoding_kwargs": {{...}}}}, got {entry!r}'
+                    )
+            else:
+                name = entry if entry is not None else self.position_encoding
+            if not isinstance(name, str):
+                raise ConfigError(
+                    f"position_encoding_layers entries name strategies (strings), got {entry!r}"
+                )
+            get_registration("position_encoding", name)  # an unknown name lists the installed ones
+
+    def layer_strategies(self) -> list[tuple[str, dict[str, Any]]] | None:
+        """Each layer's positional strategy as `(name, options)`, or `None` when every layer uses
+        `position_encoding` (no `position_encoding_layers`, no `nope_every`)."""
+        main = (self.position_encoding, dict(self.position_encoding_kwargs or {}))
+        if self.nope_every:
+            return [("none", {}) if (i + 1) % self.nope_every == 0 else main for i in range(self.n_layers)]
+        if not self.position_encoding_layers:
+            return None
+        schedule = []
+        for entry in self.position_encoding_layers:
+            if entry is None:
+                schedule.append(main)
+            elif isinstance(entry, str):
+                schedule.append(main if entry == main[0] else (entry, {}))
+            else:
+                schedule.append(
+                    (entry["position_encoding"], dict(entry.get("position_encoding_kwargs") or {}))
+                )
+        return schedule
 
     def _check_strategy(self) -> None:
         """The position-encoding strategy must be installed (its name registered; its code is not imported); a

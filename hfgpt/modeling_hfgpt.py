@@ -5,7 +5,11 @@
               -> ln_f -> lm_head (tied to wte)
 
 Rotary strategies act inside attention (`position_encoding.rotate`), score-bias strategies through a bias
-built once per forward (`position_encoding.attention_bias`); see `hfgpt.position_encoding`.
+built once per forward (`position_encoding.attention_bias`), content-dependent ones through a bias each layer
+computes from its queries and keys (`position_encoding.content_bias`); see `hfgpt.position_encoding`. Each
+layer may have its own strategy (`config.position_encoding_layers`, `config.nope_every`), attention may be
+limited to a sliding window (`config.sliding_window`), and training may randomize positions
+(`config.random_positions_max`).
 """
 
 from collections.abc import Callable
@@ -16,7 +20,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -33,7 +37,13 @@ from hfgpt.configuration_hfgpt import HFGPTConfig
 from hfgpt.errors import ModelInputError
 from hfgpt.loading import strict_from_pretrained
 from hfgpt.losses import chunked_linear_cross_entropy
-from hfgpt.position_encoding import PositionEncoding, strategy_class
+from hfgpt.position_encoding import (
+    PositionEncoding,
+    check_schedule,
+    layer_configs,
+    random_positions,
+    strategy_class,
+)
 
 
 def eager_attention_forward(
@@ -63,6 +73,17 @@ def eager_attention_forward(
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = (weights @ value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
     return output, weights
+
+
+def visible_keys(attention_mask: torch.Tensor | None, q_len: int, kv_len: int, device) -> torch.BoolTensor:
+    """Where each query may attend, `(batch or 1, 1, q_len, kv_len)`, whatever form the mask came in: `None`
+    (pure causal, the queries at the end of the keys), a bool mask (sdpa) or an additive float one (eager's
+    masks hold the dtype's minimum where masked; a custom one may hold -inf)."""
+    if attention_mask is None:
+        return torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril(kv_len - q_len)[None, None]
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask > torch.finfo(attention_mask.dtype).min
 
 
 class HFGPTAttention(nn.Module):
@@ -104,6 +125,12 @@ class HFGPTAttention(nn.Module):
         query, key = position_encoding.rotate(query, key, positions)  # `positions`: what `prepare` made
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
+        if position_encoding.content_score_bias:  # a class constant: free (and no graph break) for the others
+            visible = visible_keys(attention_mask, query.shape[-2], key.shape[-2], query.device)
+            content = position_encoding.content_bias(query, key, positions, self.layer_idx, visible)
+            if content is not None:
+                content = content.to(query.dtype)
+                position_bias = content if position_bias is None else position_bias + content
 
         # Looked up on every call, so `model.set_attn_implementation(...)` takes effect at run time.
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -215,12 +242,30 @@ class HFGPTModel(HFGPTPreTrainedModel):
     def __init__(self, config: HFGPTConfig):
         super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.emb_dim)
+        # The model's own strategy first, then the others of a per-layer schedule, each with its layers.
+        strategies = layer_configs(config)
         self.position_encoding: PositionEncoding = strategy_class(config)(config)
+        if len(strategies) > 1:
+            self.extra_position_encodings = nn.ModuleList(
+                strategy_class(strategy_config)(strategy_config) for strategy_config, _ in strategies[1:]
+            )
+        # layer -> index into `position_encodings`; plain Python ints, so compiled graphs see constants
+        self.layer_encoding = [0] * config.n_layers
+        for index, (_, layers) in enumerate(strategies):
+            for layer in layers:
+                self.layer_encoding[layer] = index
+        check_schedule(config)  # a schedule that changes nothing, random positions a strategy cannot encode
         self.drop = nn.Dropout(config.drop_rate)
         self.h = nn.ModuleList([HFGPTBlock(config, i) for i in range(config.n_layers)])
         self.ln_f = nn.LayerNorm(config.emb_dim, eps=config.layer_norm_epsilon)
         self.gradient_checkpointing = False
         self.post_init()
+
+    @property
+    def position_encodings(self) -> list[PositionEncoding]:
+        """Every strategy the layers use: `position_encoding` first, then the others of a per-layer schedule."""
+        extra = getattr(self, "extra_position_encodings", None)
+        return [self.position_encoding, *extra] if extra is not None else [self.position_encoding]
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.wte
@@ -245,17 +290,22 @@ class HFGPTModel(HFGPTPreTrainedModel):
         A dynamic cache knows its length as a Python int. A static cache keeps it in a tensor (so compiled
         steps do not recompile); it is checked by its capacity instead, which bounds every position it holds.
         """
-        limit = self.position_encoding.max_positions
+        limit, encoding = None, None
+        for candidate in self.position_encodings:  # with a per-layer schedule, the most limited strategy
+            own = candidate.max_positions
+            if own is not None and (limit is None or own < limit):
+                limit, encoding = own, candidate
         if limit is None:
             return
         capacity = cache.get_max_length() if cache is not None else -1  # -1: grows as needed
-        if capacity > 0:
+        # A sliding-window cache holds the last tokens only: its capacity bounds no position (its length is an int).
+        if capacity > 0 and not any(getattr(cache, "is_sliding", ())):
             length, what = capacity, f"the static cache holds {capacity} tokens"
         else:
             length, what = past_len + seq_len, f"the sequence is {past_len + seq_len} tokens long"
         if length > limit:
             raise ModelInputError(
-                f"{what}, but position_encoding={self.config.position_encoding!r} knows only {limit} positions "
+                f"{what}, but position_encoding={encoding.config.position_encoding!r} knows only {limit} positions "
                 "(context_length). Truncate the input to the last context_length tokens (or generate fewer "
                 "tokens), or train a model with a strategy that extrapolates (rope, alibi, none)."
             )
@@ -266,23 +316,29 @@ class HFGPTModel(HFGPTPreTrainedModel):
         cache: Cache | None,
         past_len: int | torch.Tensor,
         dtype: torch.dtype,
+        encoding: PositionEncoding | None = None,
     ) -> torch.Tensor | None:
-        """The strategy's score bias `(1 or batch, heads, q_len, kv_len)`, built once per forward, or `None`.
+        """A strategy's score bias `(1 or batch, heads, q_len, kv_len)`, built once per forward, or `None`.
 
         Query positions are the tokens' own `position_ids`, so packed documents (positions restarting at each)
-        and left padding are seen as the strategy would see them one by one. Key positions cover every cache
-        slot: the new tokens' slots hold their `position_ids`, earlier slots continue the same numbering
-        backwards from them.
+        and left padding are seen as the strategy would see them one by one. Key positions cover every key the
+        cache returns: the new tokens' slots hold their `position_ids`, earlier slots continue the same
+        numbering backwards from them (a sliding-window cache returns the keys from slot `kv_offset` on).
+
+        Args:
+            encoding (`PositionEncoding`, *optional*): the strategy (one of `position_encodings`); the model's
+                own by default.
         """
-        if not self.position_encoding.score_bias:
+        encoding = encoding if encoding is not None else self.position_encoding
+        if not encoding.score_bias:
             return None  # no bias: no key positions to build
         seq_len, device = position_ids.shape[-1], position_ids.device
-        kv_len = cache.get_mask_sizes(seq_len, 0)[0] if cache is not None else seq_len
-        query_slots = torch.arange(seq_len, device=device) + past_len  # (q_len,)
-        slot_zero = position_ids[:, -1:] - query_slots[-1]  # (batch, 1): the position of cache slot 0
+        kv_len, kv_offset = cache.get_mask_sizes(seq_len, 0) if cache is not None else (seq_len, 0)
+        query_slots = torch.arange(seq_len, device=device) + (past_len - kv_offset)  # (q_len,) among the keys
+        slot_zero = position_ids[:, -1:] - query_slots[-1]  # (batch, 1): the position of the first key
         key_positions = torch.arange(kv_len, device=device) + slot_zero  # (batch, kv_len)
         key_positions = key_positions.scatter(1, query_slots.expand_as(position_ids), position_ids)
-        bias = self.position_encoding.attention_bias(position_ids, key_positions)
+        bias = encoding.attention_bias(position_ids, key_positions)
         return bias.to(dtype) if bias is not None else None
 
     @merge_with_config_defaults
@@ -326,28 +382,47 @@ class HFGPTModel(HFGPTPreTrainedModel):
         if position_ids is None:
             position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_len).unsqueeze(0)
 
-        hidden_states = self.drop(self.position_encoding.embed(inputs_embeds, position_ids))
         # Built before a default cache is created: with no cache, transformers reads packed documents from
-        # restarting position_ids (an empty cache would turn that detection off).
-        mask = create_causal_mask(
+        # restarting position_ids (an empty cache would turn that detection off). With a sliding window, keys
+        # further back than the window are masked too (and a default cache keeps only the window).
+        make_mask = create_sliding_window_causal_mask if self.config.sliding_window else create_causal_mask
+        mask = make_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             cache=cache,
             position_ids=position_ids,
         )
+        if self.training and self.config.random_positions_max:
+            # The strategies see randomized positions; the mask above keeps reading documents from the real ones.
+            maximum = self.config.random_positions_max
+            if seq_len > maximum:
+                raise ModelInputError(
+                    f"a sequence of {seq_len} tokens cannot take distinct random positions from [0, {maximum}): "
+                    f"raise random_positions_max to at least {seq_len}, or train on shorter windows"
+                )
+            position_ids = random_positions(position_ids, inputs_embeds.shape[0], maximum)
+
+        encodings = self.position_encodings
+        for encoding in encodings:  # absolute strategies add their positions once, in order
+            inputs_embeds = encoding.embed(inputs_embeds, position_ids)
+        hidden_states = self.drop(inputs_embeds)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        position_bias = self.position_bias(position_ids, cache, past_len, inputs_embeds.dtype)
-        positions = self.position_encoding.prepare(position_ids)  # once, for every layer
+        # Once per forward, for every layer of each strategy: RoPE's tables, score biases.
+        positions = [encoding.prepare(position_ids) for encoding in encodings]
+        biases = [
+            self.position_bias(position_ids, cache, past_len, hidden_states.dtype, encoding)
+            for encoding in encodings
+        ]
 
-        for block in self.h:
+        for block, index in zip(self.h, self.layer_encoding):
             hidden_states = block(
                 hidden_states,
-                positions=positions,
-                position_encoding=self.position_encoding,
+                positions=positions[index],
+                position_encoding=encodings[index],
                 attention_mask=mask,
-                position_bias=position_bias,
+                position_bias=biases[index],
                 cache=cache if not (self.gradient_checkpointing and self.training) else None,
                 **kwargs,
             )

@@ -1,7 +1,7 @@
 """Positional-encoding strategies and the one interface they share.
 
-A GPT needs to know where each token sits. The three families found in real models plug in at three
-different places, so a strategy may override any of three hooks (the defaults do nothing):
+A GPT needs to know where each token sits. The families found in real models plug in at four different
+places, so a strategy may override any of four hooks (the defaults do nothing):
 
 * ``embed`` — absolute encodings added to the token embeddings once, before the first block (GPT-2's
   learned table, the Transformer's sinusoids).
@@ -10,6 +10,9 @@ different places, so a strategy may override any of three hooks (the defaults do
   once per forward by ``prepare`` and handed to every layer.
 * ``attention_bias`` — a bias added to the attention scores of every layer, built once per forward
   (ALiBi, as in Bloom; see the ``hfgpt-alibi`` plugin). A strategy that has one declares ``score_bias = True``.
+* ``content_bias`` — a bias computed in each layer from that layer's queries and keys, for strategies whose
+  positions depend on the content (CoPE; see the ``hfgpt-cope`` plugin). A strategy that has one declares
+  ``content_score_bias = True``; the model calls it only then.
 
 A strategy also answers for itself, from the config alone: ``max_positions_for(config)`` (how long a
 sequence it can encode) and ``validate(config)`` (its options), so callers check lengths and options
@@ -17,10 +20,14 @@ before any model is built.
 
 Strategies are registered by name through the ``register_position_encodings`` hook; the config stores
 only the name (``config.position_encoding``) and the options (``config.position_encoding_kwargs``).
+A config may also give each layer its own strategy (``position_encoding_layers``, ``nope_every``); see
+``HFGPTConfig.layer_strategies`` and ``layer_configs``.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import warnings
 from typing import Any, ClassVar
@@ -45,10 +52,14 @@ class PositionEncoding(nn.Module):
             them) skips the check.
         score_bias (`bool`): whether the strategy adds a bias to the attention scores (`attention_bias`);
             the model builds key positions and calls it once per forward only then.
+        content_score_bias (`bool`): whether the strategy adds a bias computed from each layer's queries and keys
+            (`content_bias`); the attention calls it in every layer only then, so strategies without it pay
+            nothing. A class that overrides `content_bias` must declare it.
     """
 
     OPTIONS: ClassVar[frozenset[str] | None] = frozenset()
     score_bias: ClassVar[bool] = False
+    content_score_bias: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -63,6 +74,15 @@ class PositionEncoding(nn.Module):
                 stacklevel=2,
             )
             cls.score_bias = True
+        declares_content = any(
+            "content_score_bias" in vars(klass) for klass in cls.__mro__[:-1] if klass is not PositionEncoding
+        )
+        if not declares_content and cls.content_bias is not PositionEncoding.content_bias:
+            # A new hook has no legacy plugins to spare: the flag is what keeps the other strategies free of it.
+            raise TypeError(
+                f"{cls.__name__} overrides content_bias: declare `content_score_bias = True` in the class so that "
+                "hfgpt calls it"
+            )
 
     def __init__(self, config):
         super().__init__()
@@ -140,6 +160,26 @@ class PositionEncoding(nn.Module):
         tokens, `key_positions` `(batch, kv_len)` those of every key, cached ones included. In a packed batch
         they restart at each document, so a bias of `key - query` distances is the same as for the documents
         run one by one (pairs across documents are masked anyway).
+        """
+        return None
+
+    def content_bias(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        prepared: Any,
+        layer_idx: int,
+        visible: torch.BoolTensor,
+    ) -> torch.Tensor | None:
+        """A bias `(batch, heads, q_len, kv_len)` computed from one layer's queries and keys, added to its scores.
+
+        Called in every layer, only when the class declares `content_score_bias = True`, after `rotate` and after
+        the KV cache has been updated: `query` `(batch, heads, q_len, head_dim)` holds the new tokens, `key`
+        `(batch, heads, kv_len, head_dim)` every key, cached ones included (a static cache's unfilled slots too).
+        `prepared` is what `prepare` returned for this forward, `layer_idx` the block's index (a strategy with
+        per-layer parameters picks its own), and `visible` `(batch or 1, 1, q_len, kv_len)` is True where the
+        query may attend to the key (causal order, padding, packed documents, sliding window), so a bias that
+        sums over keys (CoPE's gates) can leave the others out. Masked pairs are masked again afterwards.
         """
         return None
 
@@ -334,6 +374,76 @@ ROPE_SCALINGS = {
 }
 
 
+class PartialRotaryPositionEncoding(RotaryPositionEncoding):
+    """RoPE on part of the frequencies and channels (`"p-rope"`): Barbero et al. 2024, "Round and Round We Go!
+    What makes Rotary Positional Encodings useful?", and GPT-NeoX's partial rotary dimensions.
+
+    Barbero et al. find that trained models use RoPE's highest frequencies for positional attention patterns and
+    its lowest, which barely turn over the context, as semantic channels that positions only disturb; p-RoPE keeps
+    the fraction `p` of the frequencies (the highest) and leaves the channels of the others unrotated, so
+    `p = 1` is RoPE and `p = 0` is NoPE. Partial rotary dimensions (GPT-NeoX, GPT-J) rotate only the first
+    `partial_rotary_factor × head_dim` channels of each head, with frequencies spread over those channels alone
+    (`theta^(-2i/rotary_dim)`), so they keep a full range of frequencies on fewer channels; the two combine:
+    `p` applies to the rotary channels' frequencies.
+
+    Options (`config.position_encoding_kwargs`):
+        theta (`float`, defaults to 10000): the base of the frequencies.
+        p (`float`, defaults to 1): the fraction of the rotary frequencies kept, from the highest down;
+            `floor(p × rotary_dim / 2)` are kept, the channels of the others are not rotated.
+        partial_rotary_factor (`float`, defaults to 1): the fraction of each head's channels that are rotary;
+            `rotary_dim` is `partial_rotary_factor × head_dim` rounded down to an even number.
+    """
+
+    OPTIONS = frozenset({"theta", "p", "partial_rotary_factor"})
+
+    @classmethod
+    def validate(cls, config) -> None:
+        super(RotaryPositionEncoding, cls).validate(config)  # option names; rope's scaling rules do not apply
+        options = config.position_encoding_kwargs or {}
+        theta, p = options.get("theta", 10000.0), options.get("p", 1.0)
+        factor = options.get("partial_rotary_factor", 1.0)
+        if not _is_number(theta) or not theta > 1:
+            raise ConfigError(f"p-rope theta must be a number > 1 (the frequencies' base), got {theta!r}")
+        if not _is_number(p) or not 0 <= p <= 1:
+            raise ConfigError(
+                f"p-rope p must be a number in [0, 1] (the fraction of frequencies kept), got {p!r}"
+            )
+        if not _is_number(factor) or not 0 < factor <= 1:
+            raise ConfigError(
+                f"p-rope partial_rotary_factor must be a number in (0, 1] (the fraction of rotary channels), "
+                f"got {factor!r}"
+            )
+        if cls.rotary_dim_for(config) < 2:
+            raise ConfigError(
+                f"p-rope partial_rotary_factor={factor} leaves no channel pair to rotate in a head of "
+                f"{config.head_dim}; raise it to at least {2 / config.head_dim:.3g}"
+            )
+
+    @classmethod
+    def rotary_dim_for(cls, config) -> int:
+        factor = (config.position_encoding_kwargs or {}).get("partial_rotary_factor", 1.0)
+        return int(config.head_dim * factor) // 2 * 2
+
+    def __init__(self, config):
+        self.rotary_dim = type(self).rotary_dim_for(config)
+        super().__init__(config)
+
+    def frequencies(self) -> torch.Tensor:
+        theta, p = float(self.options.get("theta", 10000.0)), float(self.options.get("p", 1.0))
+        exponents = torch.arange(0, self.rotary_dim, 2, dtype=torch.float64) / self.rotary_dim
+        # A zero frequency turns by nothing: cos 1, sin 0, the channel pair passes through unchanged.
+        inv_freq = theta**-exponents
+        inv_freq[math.floor(p * len(inv_freq)) :] = 0.0
+        return inv_freq.float()
+
+    def rotate(self, query, key, prepared):
+        if self.rotary_dim == query.shape[-1]:
+            return super().rotate(query, key, prepared)
+        rotary = self.rotary_dim
+        q, k = super().rotate(query[..., :rotary], key[..., :rotary], prepared)
+        return torch.cat((q, query[..., rotary:]), dim=-1), torch.cat((k, key[..., rotary:]), dim=-1)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -343,14 +453,95 @@ def strategy_class(config) -> type[PositionEncoding]:
     return get_position_encoding(config.position_encoding)
 
 
+def layer_configs(config) -> list[tuple[Any, list[int]]]:
+    """The distinct strategies of `config`'s layers, each as the config it is built from, with its layers.
+
+    The model's own strategy (`position_encoding`, `position_encoding_kwargs`) comes first and is built from
+    `config` itself; another strategy of the schedule is built from a copy of `config` that names it and its
+    options, so `cls(config)`, `validate` and `max_positions_for` work for it unchanged. A config without a
+    schedule gives `[(config, [0, 1, ..., n_layers - 1])]`.
+    """
+    schedule = config.layer_strategies() if hasattr(config, "layer_strategies") else None
+    if not schedule:
+        return [(config, list(range(config.n_layers)))]
+    main = (config.position_encoding, dict(config.position_encoding_kwargs or {}))
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for layer, (name, options) in enumerate(schedule):
+        key = json.dumps([name, options], sort_keys=True)
+        if key not in groups:
+            if (name, options) == main:
+                strategy_config = config
+            else:
+                strategy_config = copy.copy(config)
+                strategy_config.position_encoding, strategy_config.position_encoding_kwargs = name, options
+            groups[key] = (strategy_config, [])
+        groups[key][1].append(layer)
+    ordered = sorted(groups.values(), key=lambda group: group[0] is not config)  # the model's own first
+    if ordered[0][0] is not config:
+        raise ConfigError(
+            f"position_encoding={config.position_encoding!r} is the strategy of no layer of the schedule "
+            f"({[name for name, _ in schedule]}); set position_encoding to one of the schedule's strategies (or "
+            "write null for the layers that use it)"
+        )
+    return ordered
+
+
+def check_schedule(config) -> None:
+    """Refuse a per-layer schedule that cannot be built or would change nothing, from the config alone."""
+    for strategy_config, _ in layer_configs(config):
+        strategy_class(strategy_config).validate(strategy_config)
+    if getattr(config, "nope_every", None):
+        cls = strategy_class(config)
+        per_layer = ("rotate", "attention_bias", "content_bias")
+        if all(getattr(cls, hook) is getattr(PositionEncoding, hook) for hook in per_layer):
+            raise ConfigError(
+                f"nope_every removes positions from some layers, but {config.position_encoding} adds its positions "
+                "once to the token embeddings and acts in no layer, so it would change nothing; use a rotary or "
+                "score-bias strategy (rope, alibi, ...) with nope_every"
+            )
+    maximum = getattr(config, "random_positions_max", None)
+    if maximum:
+        limit = max_positions(config)
+        if limit is not None and maximum > limit:
+            raise ConfigError(
+                f"random_positions_max={maximum} draws positions up to {maximum - 1}, but the model's strategies "
+                f"encode only {limit} positions; lower it to at most {limit} (or raise context_length)"
+            )
+
+
+def random_positions(position_ids: torch.LongTensor, batch: int, maximum: int) -> torch.LongTensor:
+    """Randomized positions (Ruoss et al. 2023): each document's positions become a sorted random sample of
+    distinct positions from `[0, maximum)` instead of `0, 1, ..., n - 1`.
+
+    Documents are runs of `position_ids` that go up by one, as the model reads packed batches; each gets its own
+    uniformly random subset, drawn for every row independently. Vectorised without a host read: a random
+    permutation of `[0, maximum)` per row gives each token a distinct value (each document's share of it is a
+    uniform sample of its size), and sorting `document * maximum + value` sorts every document's values in
+    place, since documents are contiguous and numbered in order.
+    """
+    seq_len = position_ids.shape[-1]
+    position_ids = position_ids.expand(batch, seq_len)
+    follows = position_ids[:, 1:] == position_ids[:, :-1] + 1
+    document = torch.cat((torch.zeros_like(follows[:, :1]), ~follows), dim=-1).cumsum(-1)
+    noise = torch.rand(batch, maximum, device=position_ids.device)
+    values = noise.argsort(dim=-1)[:, :seq_len]
+    return (document * maximum + values).sort(dim=-1).values - document * maximum
+
+
 def max_positions(config) -> int | None:
     """The longest sequence a model with `config` can encode, or `None` for any length.
 
-    For an hfgpt config, its strategy answers (`max_positions_for`); another transformers config is taken at
-    its word: its `n_positions` (GPT-2) or `max_position_embeddings`.
+    For an hfgpt config, its strategies answer (`max_positions_for`; with a per-layer schedule, the most
+    limited one); another transformers config is taken at its word: its `n_positions` (GPT-2) or
+    `max_position_embeddings`.
     """
     if hasattr(config, "position_encoding"):
-        return strategy_class(config).max_positions_for(config)
+        limits = [
+            strategy_class(strategy_config).max_positions_for(strategy_config)
+            for strategy_config, _ in layer_configs(config)
+        ]
+        limits = [limit for limit in limits if limit is not None]
+        return min(limits) if limits else None
     for name in ("n_positions", "max_position_embeddings"):
         value = getattr(config, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -359,17 +550,23 @@ def max_positions(config) -> int | None:
 
 
 def check_position_options(config) -> None:
-    """Refuse an unknown strategy or options it does not take, before any model is built."""
+    """Refuse an unknown strategy or options it does not take (for every layer's strategy), before any model
+    is built."""
     strategy_class(config).validate(config)
+    check_schedule(config)
 
 
 __all__ = [
     "LearnedPositionEncoding",
     "NoPositionEncoding",
+    "PartialRotaryPositionEncoding",
     "PositionEncoding",
     "RotaryPositionEncoding",
     "SinusoidalPositionEncoding",
     "check_position_options",
+    "check_schedule",
+    "layer_configs",
     "max_positions",
+    "random_positions",
     "strategy_class",
 ]

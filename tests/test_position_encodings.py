@@ -46,6 +46,53 @@ def test_rope_rotates_pairs_by_position_times_frequency():
             )
 
 
+def test_p_rope_keeps_the_highest_frequencies_on_the_rotary_channels_only():
+    """Barbero et al. 2024: p-RoPE keeps the fraction p of the frequencies, from the highest; partial rotary
+    dimensions (GPT-NeoX) rotate the first partial_rotary_factor * head_dim channels with frequencies
+    theta^(-2i/rotary_dim) and pass the rest through. Written out per channel for head_dim 16, rotary_dim 12,
+    p = 0.5: floor(0.5 * 6) = 3 of the 6 frequencies kept."""
+    cfg = HFGPTConfig.from_preset(
+        "tiny",
+        vocab_size=60,
+        emb_dim=64,
+        position_encoding="p-rope",
+        position_encoding_kwargs={"p": 0.5, "partial_rotary_factor": 0.75, "theta": 500.0},
+    )
+    pe = get_position_encoding("p-rope")(cfg)
+    hd, rd = 16, 12
+    q = torch.randn(1, 1, 4, hd)
+    rotated, _ = pe.rotate(q, q.clone(), pe.prepare(torch.tensor([[0, 3, 7, 40]])))
+    for s, pos in enumerate((0, 3, 7, 40)):
+        for i in range(rd // 2):
+            angle = pos * 500.0 ** (-2 * i / rd) if i < 3 else 0.0
+            a, b = q[0, 0, s, i].item(), q[0, 0, s, i + rd // 2].item()
+            assert math.isclose(
+                rotated[0, 0, s, i].item(), a * math.cos(angle) - b * math.sin(angle), abs_tol=1e-5
+            )
+            assert math.isclose(
+                rotated[0, 0, s, i + rd // 2].item(), b * math.cos(angle) + a * math.sin(angle), abs_tol=1e-5
+            )
+        for c in range(rd, hd):
+            assert rotated[0, 0, s, c].item() == q[0, 0, s, c].item()
+
+
+def test_p_rope_at_its_ends_is_rope_and_nope():
+    q, k, pos = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8), torch.arange(5)[None].repeat(2, 1) * 13
+    rope = get_position_encoding("rope")(config(position_encoding="rope"))
+    every = get_position_encoding("p-rope")(
+        config(position_encoding="p-rope", position_encoding_kwargs={"p": 1.0})
+    )
+    for got, expected in zip(
+        every.rotate(q, k, every.prepare(pos)), rope.rotate(q, k, rope.prepare(pos)), strict=True
+    ):
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    none = get_position_encoding("p-rope")(
+        config(position_encoding="p-rope", position_encoding_kwargs={"p": 0.0})
+    )
+    for got, expected in zip(none.rotate(q, k, none.prepare(pos)), (q, k), strict=True):
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
 def test_rope_scores_depend_only_on_relative_distance():
     pe = get_position_encoding("rope")(config(position_encoding="rope"))
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
@@ -277,6 +324,12 @@ def test_rope_scaling_options_are_validated(kwargs, message):
         ("sinusoidal", {"theta": 10.0}, r"sinusoidal takes \['base', 'embed_scale'\]"),
         ("alibi", {"factor": 2.0}, r"unknown alibi option\(s\) \['factor'\]"),
         ("t5", {"buckets": 8}, r"t5 takes \['max_distance', 'num_buckets'\]"),
+        ("p-rope", {"scaling": "yarn"}, r"p-rope takes \['p', 'partial_rotary_factor', 'theta'\]"),
+        ("p-rope", {"p": 1.5}, r"p-rope p must be a number in \[0, 1\]"),
+        ("p-rope", {"partial_rotary_factor": 0.1}, r"leaves no channel pair to rotate in a head of 8"),
+        ("kerple", {"r1": 1.0}, r"kerple takes no options"),
+        ("fire", {"c": 1.0}, r"fire takes \['eps', 'init_L', 'init_c', 'mlp_width'\]"),
+        ("cope", {"npos_max": 1}, r"cope npos_max must be an integer >= 2"),
     ],
 )
 def test_an_option_a_strategy_does_not_take_is_refused(name, kwargs, message):
@@ -298,6 +351,10 @@ EVERY_STRATEGY = [
     ("none", {}),
     ("alibi", {}),  # plugins/hfgpt-alibi
     ("t5", {"num_buckets": 8, "max_distance": 20}),  # plugins/hfgpt-t5bias
+    ("p-rope", {"p": 0.5, "partial_rotary_factor": 0.5}),
+    ("kerple", {}),  # plugins/hfgpt-kerple
+    ("fire", {"mlp_width": 8}),  # plugins/hfgpt-fire
+    ("cope", {"npos_max": 16}),  # plugins/hfgpt-cope
 ]
 STRATEGY_IDS = [
     name + "-" + kw.get("scaling", "") if kw.get("scaling") else name for name, kw in EVERY_STRATEGY
@@ -384,7 +441,8 @@ def test_rope_tables_are_computed_once_per_forward_for_every_layer():
 
 
 @pytest.mark.parametrize(
-    "strategy, limit", [("learned", 64), ("rope", None), ("sinusoidal", None), ("none", None)]
+    "strategy, limit",
+    [("learned", 64), ("rope", None), ("sinusoidal", None), ("none", None), ("p-rope", None), ("cope", None)],
 )
 def test_strategies_answer_for_their_length_from_the_config_alone(strategy, limit):
     from hfgpt.position_encoding import max_positions
