@@ -157,6 +157,12 @@ def export_target(config: Any, to: str = "auto") -> str:
             f"a {strategy!r} model is {architecture} ({MODEL_CLASSES[architecture]}), not {to}: pass --to "
             f"{architecture} or --to auto"
         )
+    for name in ("position_encoding_layers", "nope_every", "sliding_window"):
+        if _setting(config, name) is not None:
+            raise ConfigError(
+                f"the model sets {name}, which neither GPT-2 nor GPT-NeoX expresses (one positional strategy in "
+                f"every layer, full attention); what exports: {WHAT_EXPORTS}"
+            )
     options = _setting(config, "position_encoding_kwargs") or {}
     if architecture == "gpt2" and options:
         raise ConfigError(f"learned takes no options, but the config has {sorted(options)}")

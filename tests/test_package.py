@@ -64,7 +64,7 @@ def test_help_and_plugin_listing_import_neither_torch_nor_transformers(argv):
 TRAIN_FLAGS = (
     "corpus --text-column --tokenizer --vocab-size --max-length --stride --tokenizer-options --num-proc "
     "--skip-bad-files --val-fraction --preset --position-encoding --position-options --context-length "
-    "--emb-dim --n-heads --n-layers --drop-rate --output-dir --epochs --max-steps --batch-size --learning-rate "
+    "--position-encoding-layers --nope-every --sliding-window --random-positions-max --emb-dim --n-heads --n-layers --drop-rate --output-dir --epochs --max-steps --batch-size --learning-rate "
     "--lr --weight-decay --seed --eval-every --eval-batch-size --max-eval-tokens --save-every --mixed-precision "
     "--cpu --compile --overwrite --resume --no-progress --prompt --max-new-tokens"
 ).split()

@@ -3,6 +3,7 @@
 * `arguments`: `TrainArguments`, every `hfgpt train` option defined once; `trainer_arguments()`.
 * `pretraining`: `train()`, corpus to published model.
 * `finetuning`: continued pretraining, classification and instruction tuning.
+* `lora`: LoRA adapters through peft (`lora_config`, `load_lora`, `merge_lora`).
 * `outputs`: the run lifecycle (`RunDirectory`: staging, recovering, publishing, resuming, history).
 """
 
@@ -20,5 +21,8 @@ __getattr__, __dir__ = lazy_exports(
         "finetune_classifier": "hfgpt.training.finetuning",
         "finetune_instructions": "hfgpt.training.finetuning",
         "RunDirectory": "hfgpt.training.outputs",
+        "load_lora": "hfgpt.training.lora",
+        "lora_config": "hfgpt.training.lora",
+        "merge_lora": "hfgpt.training.lora",
     },
 )

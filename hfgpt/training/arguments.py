@@ -92,6 +92,31 @@ class TrainArguments:
         flags=("--position-options",),
         help="options of the positional strategy as a JSON object, e.g. '{\"theta\": 500000}' for rope",
     )
+    position_encoding_layers: list[str] | None = option(
+        None,
+        group="model",
+        flags=("--position-encoding-layers",),
+        help="a positional strategy per layer, given once per layer in order (e.g. rope x3 then none), to mix "
+        "any registered strategies (default: --position-encoding in every layer)",
+    )
+    nope_every: int | None = option(
+        None,
+        group="model",
+        check=positive,
+        help="leave every N-th layer without positions (NoPE), as SmolLM3 does with N=4",
+    )
+    sliding_window: int | None = option(
+        None,
+        group="model",
+        check=positive,
+        help="each token attends to at most this many tokens (itself included)",
+    )
+    random_positions_max: int | None = option(
+        None,
+        group="model",
+        check=positive,
+        help="randomized positions (Ruoss et al. 2023): train with sorted positions sampled from [0, N)",
+    )
     context_length: int | None = preset_override("context length")
     emb_dim: int | None = preset_override("embedding width")
     n_heads: int | None = preset_override("attention heads")
@@ -187,6 +212,12 @@ class TrainArguments:
     def __post_init__(self) -> None:
         self.corpus = list(self.corpus)
         validate_fields(self)
+        layers = self.position_encoding_layers
+        if layers and self.position_encoding not in layers:
+            raise ConfigError(
+                f"--position-encoding {self.position_encoding} is in no layer of --position-encoding-layers "
+                f"({', '.join(layers)}): name the schedule's main strategy, e.g. --position-encoding {layers[0]}"
+            )
 
     def model_overrides(self) -> dict[str, Any]:
         """The model fields given explicitly, replacing the preset's."""

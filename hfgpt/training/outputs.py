@@ -37,7 +37,7 @@ from shutil import rmtree
 
 from hfgpt.errors import OutputDirError, ResumeError
 
-MODEL_FILES = ("config.json", "model.safetensors")
+MODEL_FILES = ("config.json", "model.safetensors", "adapter_config.json")  # adapter: a LoRA run's output
 MARKER = "hfgpt-publish.json"
 
 _AT_FDCWD = -100

@@ -77,6 +77,9 @@ def build_config(args: TrainArguments, vocab_size: int | None = None, tokenizer=
         "position_encoding_kwargs": dict(args.position_options or {}),
         **args.model_overrides(),
     }
+    for name in ("position_encoding_layers", "nope_every", "sliding_window", "random_positions_max"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
     if tokenizer is not None:
         eos = tokenizer.eos_token_id
         fields.update(

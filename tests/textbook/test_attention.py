@@ -240,9 +240,7 @@ def test_multi_head_attention_equals_the_models_attention(attn_implementation):
 
     x = torch.randn(2, 10, 8, dtype=torch.float64)
     position_ids = torch.arange(10)[None]
-    output, _ = model_attn(
-        x, positions=position_ids, position_encoding=get_position_encoding("none")(config)
-    )
+    output, _ = model_attn(x, positions=position_ids, position_encoding=get_position_encoding("none")(config))
     torch.testing.assert_close(output, textbook(x))
 
 
