@@ -37,6 +37,7 @@ COMPARE_DEFAULTS: dict[str, Any] = dict(
 # TrainArguments fields the comparison sets for each strategy (see `Comparison.strategy_arguments`).
 PER_STRATEGY = (
     "position_encoding",
+    "position_encoding_layers",
     "output_dir",
     "prompt",
     "max_new_tokens",
