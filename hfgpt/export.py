@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfgpt.errors import ConfigError, ModelLoadError, OutputDirError
-from hfgpt.options import not_empty, option, validate_fields
+from hfgpt.options import argument, option, validate_fields
 
 if TYPE_CHECKING:
     import torch
@@ -67,20 +67,8 @@ WHAT_EXPORTS = "learned -> GPT-2 (GPT2LMHeadModel), rope -> GPT-NeoX (GPTNeoXFor
 class ExportArguments:
     """Everything `hfgpt export` needs; each field is one command-line argument."""
 
-    model_dir: str = option(
-        positional=True,
-        flags=("DIR",),
-        group="input",
-        check=not_empty,
-        help="an hfgpt model directory with its tokenizer (`hfgpt train` writes one)",
-    )
-    output_dir: str = option(
-        positional=True,
-        flags=("OUT",),
-        group="input",
-        check=not_empty,
-        help="the directory to write (created)",
-    )
+    model_dir: str = argument("DIR", "an hfgpt model directory with its tokenizer (`hfgpt train` writes one)")
+    output_dir: str = argument("OUT", "the directory to write (created)")
     to: str = option(
         "auto",
         group="export",

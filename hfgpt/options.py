@@ -80,6 +80,16 @@ def option(
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
+def argument(name: str, help: str, check=not_empty, group: str = "input"):
+    """A positional command-line argument holding one value, shown as `name` (`DIR`, `PROMPT`)."""
+    return option(positional=True, flags=(name,), group=group, check=check, help=help)
+
+
+MODEL_DIR_HELP = (
+    "a model directory written by `hfgpt train`, `hfgpt compare` or save_pretrained (GPT-2's too)"
+)
+
+
 def json_object(text: str) -> dict:
     """A command-line value that is a JSON object, or a `ValueError` saying what is wrong with it."""
     try:
@@ -144,6 +154,8 @@ def validate_fields(instance) -> None:
 
 __all__ = [
     "flag_of",
+    "MODEL_DIR_HELP",
+    "argument",
     "fraction",
     "json_object",
     "non_negative",

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
-from hfgpt.options import not_empty, option, validate_fields
+from hfgpt.options import MODEL_DIR_HELP, argument, option, validate_fields
 
 HELP = "draw a model's attention weights for a text as heatmaps (tokens on both axes)"
 DESCRIPTION = """\
@@ -25,20 +25,8 @@ def _non_negative(value) -> str | None:
 class AttentionArguments:
     """Everything `hfgpt attention` needs; each field is one command-line argument."""
 
-    model_dir: str = option(
-        positional=True,
-        flags=("DIR",),
-        group="input",
-        check=not_empty,
-        help="a directory written by `hfgpt train`, `hfgpt compare` or save_pretrained",
-    )
-    text: str = option(
-        positional=True,
-        flags=("TEXT",),
-        group="input",
-        check=not_empty,
-        help="the text to attend over (a few dozen tokens read best)",
-    )
+    model_dir: str = argument("DIR", MODEL_DIR_HELP)
+    text: str = argument("TEXT", "the text to attend over (a few dozen tokens read best)")
     layer: int = option(-1, group="drawing", help="layer to draw, from 0; negative counts from the last (-1)")
     head: int | None = option(
         None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
 from hfgpt.errors import ConfigError
-from hfgpt.options import not_empty, option, validate_fields
+from hfgpt.options import MODEL_DIR_HELP, argument, not_empty, option, validate_fields
 
 HELP = "report loss, perplexity and bits per byte of a model directory on held-out text"
 DESCRIPTION = """\
@@ -39,13 +39,7 @@ def _positive(value) -> str | None:
 class EvalArguments:
     """Everything `hfgpt eval` needs; each field is one command-line argument."""
 
-    model_dir: str = option(
-        positional=True,
-        flags=("DIR",),
-        group="input",
-        check=not_empty,
-        help="a directory written by `hfgpt train` or save_pretrained",
-    )
+    model_dir: str = argument("DIR", MODEL_DIR_HELP)
     corpus: list[str] = option(
         default_factory=list,
         positional=True,

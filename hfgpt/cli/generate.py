@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
 from hfgpt.errors import ConfigError
-from hfgpt.options import non_negative, not_empty, option, validate_fields
+from hfgpt.options import MODEL_DIR_HELP, argument, non_negative, option, validate_fields
 
 HELP = "continue a prompt with a trained model directory"
 DESCRIPTION = """\
@@ -44,18 +44,11 @@ class GenerateArguments:
         seed, cpu: the random seed for sampling; run on the CPU even when a GPU is present.
     """
 
-    model_dir: str = option(
-        positional=True,
-        flags=("DIR",),
-        group="input",
-        check=not_empty,
-        help="a directory written by `hfgpt train` or save_pretrained",
-    )
-    prompt: str = option(
-        positional=True,
-        flags=("PROMPT",),
-        group="input",
-        help="the text to continue; - reads it from standard input (one final newline dropped)",
+    model_dir: str = argument("DIR", MODEL_DIR_HELP)
+    prompt: str = argument(
+        "PROMPT",
+        "the text to continue; - reads it from standard input (one final newline dropped)",
+        check=None,
     )
     max_new_tokens: int = option(
         50, group="decoding", check=_positive_integer, help="tokens to add to the prompt"

@@ -41,16 +41,16 @@ CHILD = textwrap.dedent(
 )
 
 
-def write_corpus(folder, n_files: int, seed: int) -> int:
-    """`n_files` files of ~1 MB of English-like words; returns the bytes written."""
+def write_corpus(folder, n_files: int, seed: int, words: tuple[int, int] = (180_000, 180_001)) -> int:
+    """`n_files` files of English-like words, `words` (low, high) per file (~1 MB at the default); returns bytes."""
     rng = np.random.default_rng(seed)
     letters = np.array(list("etaoinshrdlucmfwypvbgkjqxz"))
-    words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(4000)]
+    vocabulary = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(4000)]
     folder.mkdir()
     total = 0
     for i in range(n_files):
-        text = " ".join(rng.choice(words, size=180_000)) + ".\n"
-        (folder / f"part{i:03}.txt").write_text(text)
+        text = " ".join(rng.choice(vocabulary, size=int(rng.integers(*words)))) + ".\n"
+        (folder / f"part{i:05}.txt").write_text(text)
         total += len(text)
     return total
 
@@ -84,20 +84,6 @@ def test_preparing_four_times_the_corpus_costs_less_than_100_mb_more(tmp_path):
     assert growth[4] - growth[1] < 100
 
 
-def write_documents(folder, n_files: int, seed: int = 0) -> int:
-    """`n_files` small files (2 to 6 kB of English-like words, like source files or web pages); returns bytes."""
-    rng = np.random.default_rng(seed)
-    letters = np.array(list("etaoinshrdlucmfwypvbgkjqxz"))
-    words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(3000)]
-    folder.mkdir()
-    total = 0
-    for i in range(n_files):
-        text = " ".join(rng.choice(words, size=int(rng.integers(400, 1200)))) + ".\n"
-        (folder / f"doc{i:05}.txt").write_text(text)
-        total += len(text)
-    return total
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 def test_many_small_documents_four_times_over_cost_less_than_100_mb_more_for_train_and_eval(tmp_path):
@@ -114,7 +100,7 @@ def test_many_small_documents_four_times_over_cost_less_than_100_mb_more_for_tra
     peaks = {}
     for n in (1500, 6000):
         corpus = tmp_path / f"docs{n}"
-        write_documents(corpus, n, seed=n)
+        write_corpus(corpus, n, seed=n, words=(400, 1200))  # 2 to 6 kB: source files, web pages
         model = tmp_path / f"model{n}"
         train = [
             *hfgpt_command(),
