@@ -19,6 +19,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from hfgpt.errors import ConfigError
+from hfgpt.training.recipes import RECIPES
+
+# transformers' names of the schedules `--lr-scheduler` offers
+LR_SCHEDULERS = ("cosine", "linear", "constant", "cosine_with_min_lr")
 
 
 # --- checks: each returns what is wrong with a value, or None ---------------------------------------------
@@ -138,6 +142,15 @@ def validate_fields(instance) -> None:
 class TrainArguments:
     """Everything `hfgpt train` needs; each field is one command-line option (see `hfgpt train --help`)."""
 
+    # a recipe: named values for the options below (see `hfgpt.training.recipes`)
+    recipe: str | None = option(
+        None,
+        group="recipe",
+        choices=tuple(RECIPES),
+        help="fill in the options left at their defaults from a named recipe; options given with other "
+        "values win. " + "; ".join(f"{name}: {recipe.summary}" for name, recipe in RECIPES.items()),
+    )
+
     # data
     corpus: list[str] = option(
         default_factory=list,
@@ -210,7 +223,23 @@ class TrainArguments:
         check=positive,
         help="peak learning rate (AdamW)",
     )
+    lr_scheduler: str = option(
+        "cosine",
+        group="training",
+        choices=LR_SCHEDULERS,
+        help="learning-rate schedule after the warm-up: cosine and linear decay to 0, cosine_with_min_lr to a "
+        "tenth of the peak, constant keeps the peak",
+    )
+    warmup_steps: int = option(
+        10,
+        group="training",
+        check=non_negative,
+        help="steps of linear warm-up from 0 to the peak learning rate",
+    )
     weight_decay: float = option(0.1, group="training", check=non_negative, help="AdamW weight decay")
+    max_grad_norm: float = option(
+        1.0, group="training", check=non_negative, help="clip the gradient to this norm; 0 does not clip"
+    )
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
     eval_every: int | None = option(
         None,
@@ -260,6 +289,8 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         self.corpus = list(self.corpus)
+        if self.recipe in RECIPES:  # an unknown name is refused by `validate_fields`, naming the choices
+            RECIPES[self.recipe].apply(self)
         validate_fields(self)
 
     def model_overrides(self) -> dict[str, Any]:
