@@ -18,6 +18,10 @@ from typing import Any
 
 from hfgpt.errors import ConfigError
 from hfgpt.options import fraction, non_negative, not_empty, option, positive, probability, validate_fields
+from hfgpt.training.recipes import RECIPES
+
+# transformers' names of the schedules `--lr-scheduler` offers
+LR_SCHEDULERS = ("cosine", "linear", "constant", "cosine_with_min_lr")
 
 
 def preset_override(what: str, check=positive):
@@ -30,6 +34,15 @@ def preset_override(what: str, check=positive):
 @dataclass
 class TrainArguments:
     """Everything `hfgpt train` needs; each field is one command-line option (see `hfgpt train --help`)."""
+
+    # a recipe: named values for the options below (see `hfgpt.training.recipes`)
+    recipe: str | None = option(
+        None,
+        group="recipe",
+        choices=tuple(RECIPES),
+        help="fill in the options left at their defaults from a named recipe; options given with other "
+        "values win. " + "; ".join(f"{name}: {recipe.summary}" for name, recipe in RECIPES.items()),
+    )
 
     # data
     corpus: list[str] = option(
@@ -146,7 +159,23 @@ class TrainArguments:
         check=positive,
         help="peak learning rate (AdamW)",
     )
+    lr_scheduler: str = option(
+        "cosine",
+        group="training",
+        choices=LR_SCHEDULERS,
+        help="learning-rate schedule after the warm-up: cosine and linear decay to 0, cosine_with_min_lr to a "
+        "tenth of the peak, constant keeps the peak",
+    )
+    warmup_steps: int = option(
+        10,
+        group="training",
+        check=non_negative,
+        help="steps of linear warm-up from 0 to the peak learning rate",
+    )
     weight_decay: float = option(0.1, group="training", check=non_negative, help="AdamW weight decay")
+    max_grad_norm: float = option(
+        1.0, group="training", check=non_negative, help="clip the gradient to this norm; 0 does not clip"
+    )
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
     eval_every: int | None = option(
         None,
@@ -211,6 +240,8 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         self.corpus = list(self.corpus)
+        if self.recipe in RECIPES:  # an unknown name is refused by `validate_fields`, naming the choices
+            RECIPES[self.recipe].apply(self)
         validate_fields(self)
         layers = self.position_encoding_layers
         if layers and self.position_encoding not in layers:

@@ -229,8 +229,11 @@ def pretraining_arguments(args: TrainArguments, staging: Path):
         seed=args.seed,
         cpu=args.cpu,
         show_progress=args.show_progress,
-        lr_scheduler_type="cosine",  # decays to 0 over the run: the last epochs polish the memorisation
-        warmup_steps=10,
+        lr_scheduler_type=args.lr_scheduler,
+        # cosine_with_min_lr needs its floor: a tenth of the peak (`--lr-scheduler` help)
+        lr_scheduler_kwargs={"min_lr_rate": 0.1} if args.lr_scheduler == "cosine_with_min_lr" else {},
+        warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm,
         eval_strategy="steps",
         per_device_eval_batch_size=args.eval_batch_size,
         eval_steps=args.eval_every or 20,  # set for the run's length by `schedule_evaluation`
