@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -397,7 +398,8 @@ def _config_keys(cls) -> dict[str, str]:
 def _coerce(value: Any, annotation: Any) -> Any:
     """A file's value in the field's type where the file format left it a string: YAML 1.1 reads `1e-3` (no
     dot) as text, and a list option may be given one value."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
     if isinstance(value, str):
         for kind in (int, float):
             if kind in args:
