@@ -16,6 +16,11 @@ Size: vocab 50257, emb 256, 4 layers, 4 heads, context 256, dropout 0.1 (16.1M p
     python benchmarks/bench_model.py            # ~3 min on 2 cores
     python benchmarks/bench_model.py --quick    # smoke run
     python benchmarks/bench_model.py --batch 8 --memory-only   # the memory-lean loss's figure, ~1 min
+    python benchmarks/bench_model.py --before main --train-only  # this tree's training step vs another revision's
+
+`--before REV` adds "hfgpt (sdpa) @REV": that revision's `hfgpt` package, unpacked with `git archive` and renamed
+`hfgpt_before` (as `bench_position_hooks.py` does), interleaved step by step with the others in the same process,
+so a change's cost or gain on the training step is measured against GPT2LMHeadModel under the same load.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -68,6 +75,30 @@ BUILDERS = {
     "hfgpt (sdpa, plain loss)": lambda: hfgpt_model("sdpa", loss_chunk_size=0),
 }
 REFERENCE = "GPT2LMHeadModel (sdpa)"
+BEFORE: str | None = None  # the revision of `--before`, whose package is importable as `hfgpt_before`
+
+
+def before_model():
+    import hfgpt_before
+
+    config = hfgpt_before.HFGPTConfig(
+        vocab_size=VOCAB, context_length=SEQ, emb_dim=EMB, n_heads=HEADS, n_layers=LAYERS, drop_rate=0.1,
+        qkv_bias=True,
+    )  # fmt: skip
+    return hfgpt_before.HFGPTForCausalLM._from_config(config, attn_implementation="sdpa")
+
+
+def add_before(revision: str, scratch: str) -> None:
+    """Make `revision`'s hfgpt importable as `hfgpt_before` (from `scratch`) and benchmark it too."""
+    global BEFORE
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_position_hooks import unpack_renamed
+
+    if not (Path(scratch) / "hfgpt_before").exists():
+        unpack_renamed(revision, Path(scratch))
+    sys.path.insert(0, scratch)
+    BEFORE = revision
+    BUILDERS[f"hfgpt (sdpa) @{revision}"] = before_model
 
 
 def batch_ids(seed: int = 0) -> torch.Tensor:
@@ -130,8 +161,9 @@ def memory_child(name: str, steps: int) -> None:
     print(json.dumps({"before": before, "peak": peak}))
 
 
-def bench_memory(steps: int) -> dict[str, dict[str, int]]:
+def bench_memory(steps: int, scratch: str | None = None) -> dict[str, dict[str, int]]:
     out = {}
+    before = ["--before", BEFORE, "--scratch", scratch] if BEFORE else []
     for name in BUILDERS:
         result = subprocess.run(
             [
@@ -143,6 +175,7 @@ def bench_memory(steps: int) -> dict[str, dict[str, int]]:
                 str(steps),
                 "--batch",
                 str(BATCH),
+                *before,
             ],
             capture_output=True,
             text=True,
@@ -226,6 +259,29 @@ def memory_lines(memory: dict[str, dict[str, int]], args: argparse.Namespace) ->
     return lines
 
 
+def train_lines(train_times: dict[str, list[float]], args: argparse.Namespace) -> list[str]:
+    """The training-step table and each hfgpt variant's ratio to GPT2LMHeadModel (and to `--before`)."""
+    tokens = BATCH * SEQ
+    lines = [
+        f"Training step (forward + backward + AdamW), batch {BATCH} x {SEQ}, {args.rounds} interleaved steps per "
+        f"model after {args.warmup} warm-up steps:",
+        "",
+        "| model | median s/step | best s/step | tokens/s (median) | paired median vs GPT-2 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    ref = train_times[REFERENCE]
+    for name, t in train_times.items():
+        med, best = statistics.median(t), min(t)
+        lines.append(f"| {name} | {med:.3f} | {best:.3f} | {tokens / med:,.0f} | {paired(ref, t):.2f}× |")
+    if BEFORE:
+        before = train_times[f"hfgpt (sdpa) @{BEFORE}"]
+        lines += [
+            "",
+            f"this tree / {BEFORE} (hfgpt sdpa, paired median): {paired(before, train_times['hfgpt (sdpa)']):.2f}×",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -236,9 +292,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 1 warm-up step")
     parser.add_argument("--batch", type=int, default=BATCH, help="sequences of 256 tokens per training step")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory subprocesses")
+    parser.add_argument("--before", help="also time the training step of this git revision's hfgpt")
+    parser.add_argument("--train-only", action="store_true", help="only the training-step table")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     BATCH = args.batch  # read by the builders' batches, here and in the memory subprocesses
+    if args.before:
+        if args.scratch is None:
+            holder = tempfile.TemporaryDirectory(prefix="bench-model-")  # removed at exit
+            args.scratch = holder.name
+        add_before(args.before, args.scratch)
     if args.memory_child:
         memory_child(args.memory_child, args.memory_steps)
         return
@@ -253,7 +317,14 @@ def main(argv: list[str] | None = None) -> None:
         + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     )
     if args.memory_only:
-        print("\n".join([machine_line(command), "", *memory_lines(bench_memory(args.memory_steps), args)]))
+        memory = bench_memory(args.memory_steps, args.scratch)
+        print("\n".join([machine_line(command), "", *memory_lines(memory, args)]))
+        return
+    if args.train_only:
+        print(
+            "\n".join([machine_line(command), "", *train_lines(bench_train(args.rounds, args.warmup), args)])
+        )
+        print(f"Load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
         return
 
     gpt2, ours, max_diff, exact = sanity_and_models()
@@ -267,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     print("generation done", flush=True)
     train_times = bench_train(args.rounds, args.warmup)
     print("training done", flush=True)
-    memory = bench_memory(args.memory_steps)
+    memory = bench_memory(args.memory_steps, args.scratch)
 
     lines = [
         machine_line(command),

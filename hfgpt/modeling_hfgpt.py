@@ -488,7 +488,8 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         )
         loss, logits = None, None
         if self.uses_chunked_loss(labels, shift_labels, logits_to_keep):
-            # Training: the loss without the (tokens, vocab) logits; nobody trains on logits they never see.
+            # The loss without the (tokens, vocab) logits: in training nobody looks at them, and a validation
+            # that asked for no logits (an empty `logits_to_keep`) does not either.
             loss = chunked_linear_cross_entropy(
                 outputs.last_hidden_state,
                 self.lm_head.weight,  # tied: the gradient reaches transformer.wte.weight
@@ -524,15 +525,15 @@ class HFGPTForCausalLM(HFGPTPreTrainedModel, GenerationMixin):
         shift_labels: torch.LongTensor | None,
         logits_to_keep: int | torch.Tensor,
     ) -> bool:
-        """Whether `forward` computes the chunked loss (and returns `logits=None`): in training mode, with
-        targets, a positive `config.loss_chunk_size`, and all positions' logits asked for."""
-        return (
-            self.training
-            and (labels is not None or shift_labels is not None)
-            and bool(self.config.loss_chunk_size)
-            and isinstance(logits_to_keep, int)
-            and logits_to_keep == 0
-        )
+        """Whether `forward` computes the chunked loss (and returns `logits=None`): with targets and a positive
+        `config.loss_chunk_size`, in training mode when all positions' logits are asked for (the default), and in
+        either mode when none are: `logits_to_keep` an empty index tensor (`torch.empty(0, dtype=torch.long)`),
+        as a validation that only wants the loss passes (hfgpt's pretraining Trainer does)."""
+        if (labels is None and shift_labels is None) or not self.config.loss_chunk_size:
+            return False
+        if isinstance(logits_to_keep, torch.Tensor):
+            return logits_to_keep.numel() == 0
+        return self.training and logits_to_keep == 0
 
     def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
         """transformers' `generate`, after checking the prompt's ids once: the forward no longer reads ids on

@@ -143,3 +143,106 @@ def test_config_rejects_bad_chunk_size(bad):
 @pytest.mark.parametrize("ok", [0, None, 1, 4096])
 def test_config_accepts_chunk_size(ok):
     assert HFGPTConfig.from_preset("tiny", loss_chunk_size=ok).loss_chunk_size == ok
+
+
+@pytest.mark.parametrize("multiple", [8, 128])
+@pytest.mark.parametrize("num_items", [None, 11])
+def test_vocabulary_padded_inside_the_loss_changes_nothing_outside(multiple, num_items):
+    """37 tokens padded to 40 or 128 inside the matmuls: the loss and both gradients are the unpadded head's,
+    and the weight's gradient keeps the real vocabulary's shape."""
+    hidden, weight, labels = inputs(seed=2)
+    targets = shifted(labels)
+    got = loss_and_grads(
+        lambda: chunked_linear_cross_entropy(
+            hidden,
+            weight,
+            shift_labels=targets,
+            chunk_size=5,
+            num_items_in_batch=num_items,
+            pad_vocab_to=multiple,
+        ),
+        hidden,
+        weight,
+    )
+    want = loss_and_grads(lambda: reference_loss(hidden, weight, targets, num_items), hidden, weight)
+    assert got[2].shape == (VOCAB, EMB)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_padding_is_on_by_default_on_cuda_only():
+    from hfgpt.losses import PAD_VOCAB_MULTIPLE, padded_size
+
+    assert PAD_VOCAB_MULTIPLE.get("cuda") == 128 and PAD_VOCAB_MULTIPLE.get("cpu", 1) == 1
+    assert padded_size(50257, 128) == 50304 and padded_size(50304, 128) == 50304  # nanoGPT's 50,304
+
+
+def test_confident_wrong_predictions_give_a_finite_loss():
+    """A target whose probability underflows float32 (logit gap 200) still has its exact loss, 200 nats: the
+    log-sum-exp comes from the top logit's probability, never from the target's."""
+    hidden = torch.zeros(1, 1, 2)
+    hidden[..., 0] = 1.0
+    weight = torch.tensor([[200.0, 0.0], [0.0, 0.0], [0.0, 0.0]], requires_grad=True)  # token 0 wins by 200
+    targets = torch.tensor([[1]])
+    loss = chunked_linear_cross_entropy(hidden.requires_grad_(), weight, shift_labels=targets, chunk_size=1)
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), torch.tensor(200.0))
+    want = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])  # softmax - one_hot: (1, 0, 0) - (0, 1, 0)
+    torch.testing.assert_close(weight.grad, want)
+
+
+def test_validation_asks_for_no_logits_and_gets_the_plain_loss():
+    """Eval mode with an empty `logits_to_keep`: the chunked loss, equal to cross-entropy on the full logits."""
+    model = tiny_model(4).eval()
+    _, _, labels = inputs(seed=3)
+    ids = labels.clamp_min(0)
+    targets = shifted(labels)
+    calls = []
+    model.lm_head.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        out = model(input_ids=ids, shift_labels=targets, logits_to_keep=torch.empty(0, dtype=torch.long))
+    assert out.logits is None and not calls  # the head's module never ran: no (tokens, vocabulary) logits
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    want = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_loss_traces_into_one_graph(training, monkeypatch):
+    """torch.compile traces the model with its loss, padding included, without a graph break (fullgraph works)."""
+    import torch._dynamo as dynamo
+
+    from hfgpt import losses
+
+    monkeypatch.setitem(losses.PAD_VOCAB_MULTIPLE, "cpu", 8)
+    model = tiny_model(4).train(training)
+    _, _, labels = inputs()
+    ids = labels.clamp_min(0)
+    keep = {} if training else {"logits_to_keep": torch.empty(0, dtype=torch.long)}
+    dynamo.reset()
+    explained = dynamo.explain(lambda ids: model(input_ids=ids, labels=labels, **keep).loss)(ids)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager(monkeypatch):
+    """Forward and backward through AOTAutograd (torch.compile without code generation): same loss and
+    gradients as eager, with the padded vocabulary."""
+    from hfgpt import losses
+
+    monkeypatch.setitem(losses.PAD_VOCAB_MULTIPLE, "cpu", 8)
+    _, _, labels = inputs()
+    ids = labels.clamp_min(0)
+    results = []
+    for compiled in (False, True):
+        model = tiny_model(4)
+        step = torch.compile(model, backend="aot_eager", fullgraph=True) if compiled else model
+        loss = step(input_ids=ids, labels=labels).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (eager, eager_grads), (compiled_loss, compiled_grads) = results
+    torch.testing.assert_close(compiled_loss, eager)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)

@@ -28,23 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(dataclass_from_namespace(TrainArguments, args))
     if result.sample is not None:  # main process only
-        losses = [f"{name} loss {value:.3f}" for name, value in (
-            ("final training", result.final_train_loss), ("validation", result.final_eval_loss)
-        ) if value is not None]  # fmt: skip
-        print(f"\n{', '.join(losses)}")
-        if result.tokens_per_second:
-            print(f"trained on {result.tokens_trained:,} tokens in {result.seconds:.0f} s: "
-                  f"{result.tokens_per_second:,.0f} tokens/s{throughput_note(result)}")  # fmt: skip
+        from hfgpt.training.progress import summary_lines
+
+        print()
+        for line in summary_lines(result):
+            print(line)
         print(f"saved to {result.output_dir} (loss curve: {result.output_dir / 'loss_curve.png'})")
         print(f"\nsample: {result.sample}")
     return 0
-
-
-def throughput_note(result) -> str:
-    """The end of the throughput line: the MFU on a GPU whose bf16 peak is known, what is missing on another
-    GPU, nothing on the CPU."""
-    if result.device is None:
-        return ""
-    if result.mfu is None:
-        return f" on {result.device} (MFU: its bf16 peak is not in hfgpt.training.mfu.PEAK_BF16_TFLOPS)"
-    return f", MFU {result.mfu:.1%} of {result.device}'s bf16 peak (validation time included)"

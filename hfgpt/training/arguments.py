@@ -8,16 +8,43 @@ construction, so a bad value is refused, naming the option, before any corpus is
 `trainer_arguments()` turns run settings into transformers' `TrainingArguments` for pretraining and the
 fine-tuning recipes alike: one device rule, one place where `label_names` is set.
 
+`--config FILE` reads the same options from a YAML or JSON file (`read_config_file`); like a recipe it fills
+in the options left at their defaults, so an option given on the command line wins over the file, and the
+file wins over a recipe it names or one given on the command line.
+
 This module imports neither torch nor transformers at import time: `hfgpt train --help` stays instant.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+import math
+import types
+import typing
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from hfgpt.errors import ConfigError
-from hfgpt.options import fraction, non_negative, not_empty, option, positive, probability, validate_fields
+from hfgpt.options import (
+    _type_error,
+    flag_of,
+    fraction,
+    non_negative,
+    not_empty,
+    option,
+    positive,
+    probability,
+    validate_fields,
+)
+from hfgpt.training.recipes import RECIPES
+
+# transformers' names of the schedules `--lr-scheduler` offers
+LR_SCHEDULERS = ("cosine", "linear", "constant", "cosine_with_min_lr")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+REPORT_TO = ("none", "tensorboard", "wandb")
+# the package each `--report-to` needs, and the extra that installs it
+REPORT_TO_PACKAGES = {"tensorboard": ("tensorboard", "hfgpt[tensorboard]"), "wandb": ("wandb", "wandb")}
 
 
 def preset_override(what: str, check=positive):
@@ -30,6 +57,24 @@ def preset_override(what: str, check=positive):
 @dataclass
 class TrainArguments:
     """Everything `hfgpt train` needs; each field is one command-line option (see `hfgpt train --help`)."""
+
+    # a file of option values, then a recipe: named values for the options below
+    config: str | None = option(
+        None,
+        group="recipe",
+        flags=("--config",),
+        run_only=True,
+        help="read options from a YAML or JSON file of option names and values (e.g. 'learning_rate: 6e-4' "
+        "or '\"batch-size\": 8'); options given on the command line win over the file, the file over a recipe; "
+        "paths in it are relative to the working directory",
+    )
+    recipe: str | None = option(
+        None,
+        group="recipe",
+        choices=tuple(RECIPES),
+        help="fill in the options left at their defaults from a named recipe; options given with other "
+        "values win. " + "; ".join(f"{name}: {recipe.summary}" for name, recipe in RECIPES.items()),
+    )
 
     # data
     corpus: list[str] = option(
@@ -122,6 +167,14 @@ class TrainArguments:
     n_heads: int | None = preset_override("attention heads")
     n_layers: int | None = preset_override("layer count")
     drop_rate: float | None = preset_override("dropout rate", check=probability)
+    init_from: str | None = option(
+        None,
+        group="model",
+        check=not_empty,
+        help="start from the weights of a saved model instead of random ones: an hfgpt model directory (its "
+        "tokenizer is reused) or a GPT-2 checkpoint directory (GPT2LMHeadModel's save_pretrained; needs "
+        "--tokenizer gpt2-bpe). The model's shape comes from it; only --drop-rate may change",
+    )
 
     # training
     output_dir: str = option(
@@ -138,7 +191,16 @@ class TrainArguments:
         check=positive,
         help="stop after this many optimizer steps (default: --epochs)",
     )
-    batch_size: int = option(2, group="training", check=positive, help="windows per step and device")
+    batch_size: int = option(
+        2, group="training", check=positive, help="windows per forward pass (micro-batch) and device"
+    )
+    gradient_accumulation_steps: int = option(
+        1,
+        group="training",
+        check=positive,
+        help="micro-batches whose gradients make one optimizer step: the step trains on batch-size x this x "
+        "devices windows, with the losses of that larger batch (same data order, float rounding aside)",
+    )
     learning_rate: float = option(
         2e-3,
         group="training",
@@ -146,7 +208,36 @@ class TrainArguments:
         check=positive,
         help="peak learning rate (AdamW)",
     )
+    lr_scheduler: str = option(
+        "cosine",
+        group="training",
+        choices=LR_SCHEDULERS,
+        help="learning-rate schedule after the warm-up: cosine and linear decay to 0, cosine_with_min_lr to "
+        "--min-lr (default: a tenth of the peak), constant keeps the peak",
+    )
+    min_lr: float | None = option(
+        None,
+        group="training",
+        check=positive,
+        help="the learning rate cosine decays to, below the peak (turns --lr-scheduler cosine into "
+        "cosine_with_min_lr; refused with linear and constant)",
+    )
+    warmup_steps: int = option(
+        10,
+        group="training",
+        check=non_negative,
+        help="steps of linear warm-up from 0 to the peak learning rate",
+    )
+    warmup_ratio: float | None = option(
+        None,
+        group="training",
+        check=probability,
+        help="warm up over this share of the run's optimizer steps instead of --warmup-steps (e.g. 0.05)",
+    )
     weight_decay: float = option(0.1, group="training", check=non_negative, help="AdamW weight decay")
+    max_grad_norm: float = option(
+        1.0, group="training", check=non_negative, help="clip the gradient to this norm; 0 does not clip"
+    )
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
     eval_every: int | None = option(
         None,
@@ -173,7 +264,27 @@ class TrainArguments:
         help="checkpoint every N steps (default: 10 x eval-every)",
     )
     mixed_precision: str = option(
-        "no", group="training", choices=("no", "fp16", "bf16"), help="autocast precision on a GPU"
+        "auto",
+        group="training",
+        choices=MIXED_PRECISION,
+        help="autocast precision: auto is bf16 on a CUDA GPU that has it, else fp16 (with a loss scaler) on "
+        "CUDA, else none (the CPU); the choice is printed",
+    )
+    dataloader_workers: int | None = option(
+        None,
+        group="training",
+        check=non_negative,
+        run_only=True,
+        help="processes loading batches beside training, into pinned memory on a GPU (default: 2 on a CUDA "
+        "GPU, 0 on the CPU, whose cores train)",
+    )
+    report_to: str = option(
+        "none",
+        group="training",
+        choices=REPORT_TO,
+        run_only=True,
+        help="also log losses, learning rate and throughput to TensorBoard (event files in OUTPUT_DIR/"
+        "tensorboard; pip install 'hfgpt[tensorboard]') or Weights & Biases (pip install wandb)",
     )
     cpu: bool = option(
         False, group="training", run_only=True, help="train on the CPU even when a GPU is present"
@@ -211,7 +322,23 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         self.corpus = list(self.corpus)
+        if self.config is not None:
+            fill_defaults(self, read_config_file(self.config, type(self)))
+        if self.recipe in RECIPES:  # an unknown name is refused by `validate_fields`, naming the choices
+            RECIPES[self.recipe].apply(self)
         validate_fields(self)
+        if self.min_lr is not None:
+            if self.lr_scheduler == "cosine":
+                self.lr_scheduler = "cosine_with_min_lr"  # cosine, decaying to the floor instead of 0
+            elif self.lr_scheduler != "cosine_with_min_lr":
+                raise ConfigError(
+                    f"--min-lr is the floor of a cosine decay; --lr-scheduler {self.lr_scheduler} has none: "
+                    "use --lr-scheduler cosine_with_min_lr or leave --min-lr out"
+                )
+            if self.min_lr >= self.learning_rate:
+                raise ConfigError(
+                    f"--min-lr {self.min_lr:g} must be below the peak --learning-rate {self.learning_rate:g}"
+                )
         layers = self.position_encoding_layers
         if layers and self.position_encoding not in layers:
             raise ConfigError(
@@ -239,6 +366,138 @@ class TrainArguments:
     def settings(self) -> dict[str, Any]:
         """What decides the trained model: every option but those that only say how the run is carried out."""
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("run_only")}
+
+    def warmup(self) -> float:
+        """Trainer's `warmup_steps`: a step count, or the share of the run (< 1) that `--warmup-ratio` gives."""
+        return self.warmup_ratio if self.warmup_ratio is not None else self.warmup_steps
+
+    def lr_scheduler_kwargs(self) -> dict[str, Any]:
+        """The schedule's own arguments: cosine_with_min_lr's floor, `--min-lr` or a tenth of the peak."""
+        if self.lr_scheduler != "cosine_with_min_lr":
+            return {}
+        return {"min_lr": self.min_lr} if self.min_lr is not None else {"min_lr_rate": 0.1}
+
+
+def _field_default(f) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def _config_keys(cls) -> dict[str, str]:
+    """Every spelling of an option a config file may use -> its field: the field name, and each flag without
+    its dashes, with `-` or `_` (`learning_rate`, `learning-rate`, `lr`)."""
+    keys = {}
+    for f in fields(cls):
+        keys[f.name] = f.name
+        for flag in f.metadata.get("flags") or ():
+            bare = flag.lstrip("-")
+            keys[bare] = keys[bare.replace("-", "_")] = f.name
+        keys[f.name.replace("_", "-")] = f.name
+    return keys
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """A file's value in the field's type where the file format left it a string: YAML 1.1 reads `1e-3` (no
+    dot) as text, and a list option may be given one value."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    if isinstance(value, str):
+        for kind in (int, float):
+            if kind in args:
+                try:
+                    number = kind(value)
+                except ValueError:
+                    continue
+                return number if kind is int or math.isfinite(number) else value
+        if any(typing.get_origin(a) is list for a in args):
+            return [value]
+    if isinstance(value, int) and not isinstance(value, bool) and float in args and int not in args:
+        return float(value)
+    return value
+
+
+def read_config_file(path: str, cls: type = None) -> dict[str, Any]:
+    """The options in a YAML or JSON file, by field name, each value checked as the option checks it.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not a mapping, names options `hfgpt train` does not
+            have (all named), or holds a value its option refuses (named with the file).
+    """
+    import yaml
+
+    cls = cls or TrainArguments
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        problem = " ".join(str(exc).split())
+        raise ConfigError(f"--config {path} is not readable YAML or JSON: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold option names and values, got a {type(data).__name__}")
+    keys = _config_keys(cls)
+    unknown = [str(key) for key in data if str(key) not in keys]
+    if unknown:
+        raise ConfigError(
+            f"--config {path}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (see "
+            "`hfgpt train --help`; write names as learning_rate or learning-rate)"
+        )
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = keys[str(key)]
+        if name == "config":
+            raise ConfigError(f"--config {path} names another config file: merge the two into one")
+        if name in values:
+            raise ConfigError(f"--config {path} gives {flag_of(by_name[name])} twice (as {key} too)")
+        value = _coerce(value, hints[name])
+        f = by_name[name]
+        problem = _type_error(value, hints[name])
+        if problem is None and value is not None:
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                problem = f"must be one of {', '.join(choices)}"
+            elif f.metadata.get("check") is not None:
+                problem = f.metadata["check"](value)
+        if problem:
+            raise ConfigError(f"--config {path}: {key} {problem}, got {value!r}")
+        values[name] = list(value) if isinstance(value, tuple) else value
+    return values
+
+
+def fill_defaults(args, values: dict[str, Any]) -> None:
+    """Give each option of `args` that still holds its default the value in `values` (a config file's).
+
+    As for recipes, "still holds its default" is judged by value: an option given explicitly at its default
+    value takes the file's value.
+    """
+    for f in fields(args):
+        if f.name in values and getattr(args, f.name) == _field_default(f):
+            setattr(args, f.name, values[f.name])
+
+
+def resolve_mixed_precision(choice: str, cpu: bool) -> tuple[str, str]:
+    """`(precision, why)`: `--mixed-precision auto` made concrete for this machine (`no`, `bf16` or `fp16`).
+
+    auto is bf16 on a CUDA GPU that supports it (Ampere and later), fp16 with a loss scaler on an older CUDA
+    GPU, and no autocast on the CPU (or another accelerator), where it does not pay.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available() and not cpu
+    if choice != "auto":
+        return choice, "as asked"
+    if not cuda:
+        on_cpu = cpu or not torch.accelerator.is_available()
+        return "no", "auto: training on the CPU" if on_cpu else "auto: autocast is chosen on CUDA GPUs only"
+    name = torch.cuda.get_device_name()
+    if torch.cuda.is_bf16_supported():
+        return "bf16", f"auto: {name} supports bfloat16"
+    return "fp16", f"auto: {name} has no bfloat16; float16 with a loss scaler"
 
 
 def trainer_arguments(
@@ -290,4 +549,4 @@ def trainer_arguments(
     )
 
 
-__all__ = ["TrainArguments", "trainer_arguments"]
+__all__ = ["TrainArguments", "read_config_file", "resolve_mixed_precision", "trainer_arguments"]

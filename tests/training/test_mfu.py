@@ -1,11 +1,11 @@
-"""MFU: FLOPs per token against a hand computation on GPT-2's published size, device peaks, the CLI line."""
+"""MFU: FLOPs per token against a hand computation on GPT-2's published size, device peaks, the summary line."""
 
 import pytest
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hfgpt.cli.train import throughput_note
 from hfgpt.training.mfu import model_flops_per_token, peak_flops
 from hfgpt.training.pretraining import TrainResult
+from hfgpt.training.progress import summary_lines
 
 
 def test_flops_per_token_of_gpt2_small_by_hand():
@@ -38,15 +38,27 @@ def result(**fields):
                        **fields)  # fmt: skip
 
 
+def speed_line(run) -> str:
+    return next(line for line in summary_lines(run) if line.startswith("steady state"))
+
+
 def test_mfu_is_achieved_model_flops_over_peak():
-    # 2,000 tokens in 2 s at 1e9 FLOPs per token = 1e12 FLOPS, on a 1e13 FLOPS peak: 10%
-    run = result(tokens_trained=2000, seconds=2.0, flops_per_token=1e9, device="GPU", peak_flops=1e13)
-    assert run.mfu == pytest.approx(0.10)
-    assert throughput_note(run) == ", MFU 10.0% of GPU's bf16 peak (validation time included)"
+    # 10 steady steps of 200 tokens in 2 s at 1e9 FLOPs per token = 1e12 FLOPS, on a 1e13 FLOPS peak: 10%
+    run = result(steady_steps=10, steady_seconds=2.0, tokens_per_step=200, flops_per_token=1e9, device="GPU",
+                 peak_flops=1e13, tokens_trained=2600, warmup_steps=3)  # fmt: skip
+    assert run.tokens_per_second == pytest.approx(1000.0) and run.mfu == pytest.approx(0.10)
+    assert speed_line(run).startswith("steady state: 200 ms/step, 1,000 tokens/s, MFU 10.0% on GPU")
 
 
 def test_no_mfu_on_cpu_or_unknown_gpu():
-    cpu = result(tokens_trained=2000, seconds=2.0, flops_per_token=1e9)
-    assert cpu.mfu is None and throughput_note(cpu) == ""
-    unknown = result(tokens_trained=2000, seconds=2.0, flops_per_token=1e9, device="Some Future GPU")
-    assert unknown.mfu is None and "not in hfgpt.training.mfu" in throughput_note(unknown)
+    cpu = result(steady_steps=10, steady_seconds=2.0, tokens_per_step=200, flops_per_token=1e9)
+    assert cpu.mfu is None and "MFU" not in speed_line(cpu)
+    unknown = result(steady_steps=10, steady_seconds=2.0, tokens_per_step=200, flops_per_token=1e9,
+                     device="Some Future GPU")  # fmt: skip
+    assert unknown.mfu is None and "not in hfgpt.training.mfu" in speed_line(unknown)
+
+
+def test_too_short_a_run_has_no_steady_state():
+    run = result(tokens_trained=128, warmup_steps=1, tokens_per_step=128)
+    assert run.tokens_per_second is None and run.mfu is None
+    assert summary_lines(run) == ["trained on 128 tokens; too few steps for a steady-state speed"]
