@@ -409,7 +409,6 @@ def export_model(
     from hfgpt.configuration_hfgpt import HFGPTConfig
     from hfgpt.loading import check_model_dir, check_tokenizer_dir
 
-    arguments = ExportArguments(to=to, overwrite=overwrite, verify=verify)
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     check_tokenizer_dir(check_model_dir(model_dir))
     config: Any = read_config(model_dir)
