@@ -50,9 +50,12 @@ def comparison_from(args: argparse.Namespace) -> Comparison:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hfgpt.cli.paths import check_output_dir
     from hfgpt.compare import compare
 
-    result = compare(comparison_from(args))
+    comparison = comparison_from(args)
+    check_output_dir(comparison.options.output_dir, "--output-dir")
+    result = compare(comparison)
     print(f"{len(result.rows)} results in {result.files['results']}; report: {result.files['report']}")
     for note in result.notes:
         print(f"note: {note}")
