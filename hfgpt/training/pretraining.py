@@ -255,13 +255,13 @@ def schedule_evaluation(args: TrainArguments, targs, data: Prepared, processes: 
 
 
 def build_trainer(args: TrainArguments, targs, data: Prepared, callbacks):
-    from transformers import Trainer, default_data_collator, set_seed
+    from transformers import PrinterCallback, Trainer, default_data_collator, set_seed
 
     from hfgpt.modeling_hfgpt import HFGPTForCausalLM
 
     set_seed(args.seed)
     model = HFGPTForCausalLM(data.config)
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=targs,
         train_dataset=data.train_set,
@@ -270,6 +270,9 @@ def build_trainer(args: TrainArguments, targs, data: Prepared, callbacks):
         data_collator=default_data_collator,  # windows are fixed-length: nothing to pad
         callbacks=callbacks or None,
     )
+    if not args.show_progress:  # without bars Trainer prints each log as a line (training_log.json has them)
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def tokens_per_step(args: TrainArguments, trainer, data: Prepared) -> int:
