@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -612,3 +614,136 @@ def test_user_errors_exit_2_with_one_line_and_change_nothing(argv, expected, tmp
         assert fill(fragment, places) in line, line
     assert flags_not_offered(argv[0], line, args) == [], line
     assert snapshot(tmp_path, models) == before  # no file created, changed or removed, outputs included
+
+
+def test_the_flag_check_finds_options_a_command_does_not_have():
+    """The check above, on messages it must pass and messages it must catch."""
+    assert flags_not_offered("tokenize", "x.txt is not UTF-8 text: leave it out (--skip-bad-files)") == [
+        "--skip-bad-files"
+    ]
+    assert flags_not_offered("eval", "x.txt is not UTF-8 text: leave it out (--skip-bad-files)") == []
+    assert flags_not_offered("generate", "m does not exist: (`hfgpt train --output-dir m` writes one)") == []
+    assert flags_not_offered("generate", "`hfgpt train --out m`") == ["--out"]
+    assert flags_not_offered("plugins", "unrecognized arguments: --yaml", ["--yaml"]) == []
+
+
+# Real processes: the exit status, the absence of a traceback and of any other line (a library's log, a
+# progress bar) as a user sees them.
+SUBPROCESS_CASES = [
+    (["train", "{malformed.jsonl}"], ["{malformed.jsonl} cannot be read as JSON (line 2,"]),
+    (["eval", "{learned}", "{malformed.jsonl}"], ["{malformed.jsonl} cannot be read as JSON (line 2,"]),
+    (["eval", "{learned}", "{numbers.jsonl}"], ["{numbers.jsonl} row 1", "holds a number (1)"]),
+    (["compare", "{missing}"], ["corpus file {missing} does not exist"]),
+    (["attention", "{learned}", "Hello", "-o", "{tmp}/map.txt"], ["-o {tmp}/map.txt needs an image suffix"]),
+    (["generate", "{learned}", "Hello", "--temperature", "1e-45"], ["--temperature 1e-45 is too small"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), SUBPROCESS_CASES, ids=case_id)
+def test_a_real_process_exits_2_with_one_line(argv, expected, tmp_path, models):
+    args, places = prepare(tmp_path, models, argv)
+    before = snapshot(tmp_path, models)
+    done = subprocess.run(
+        [sys.executable, "-m", "hfgpt", *args], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hfgpt {argv[0]}: error: "), done.stderr
+    assert all(fill(fragment, places) in lines[0] for fragment in expected), lines[0]
+    assert snapshot(tmp_path, models) == before
+
+
+# Output paths in a directory nobody may write in. As root permissions stop nothing, so the directory is
+# made read-only by a bind mount in a private mount namespace (`unshare -m`), where the cases run; otherwise
+# it is `chmod 555`.
+READ_ONLY_CASES = [
+    (["train", "{story.txt}", "--output-dir", "{ro}/run"], "--output-dir {ro}/run"),
+    (["compare", "{story.txt}", "--output-dir", "{ro}/cmp"], "--output-dir {ro}/cmp"),
+    (["attention", "{learned}", "Hello", "-o", "{ro}/map.png"], "-o {ro}/map.png"),
+    (["tokenize", "{story.txt}", "--save", "{ro}/tok"], "--save {ro}/tok"),
+    (["export", "{learned}", "{ro}/exported"], "OUT {ro}/exported"),
+]
+RUN_CASES = """
+import contextlib, io, json, sys
+from hfgpt.cli import main
+results = []
+for args in json.load(sys.stdin):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    results.append((code, err.getvalue()))
+print(json.dumps(results))
+"""
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path, models):
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    all_args, all_places = [], []
+    for number, (argv, _) in enumerate(READ_ONLY_CASES):
+        (tmp_path / str(number)).mkdir()
+        args, places = prepare(tmp_path / str(number), models, [a.replace("{ro}", str(ro)) for a in argv])
+        all_args.append(args)
+        all_places.append({**places, "ro": str(ro)})
+    before = snapshot(tmp_path, models)
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("running as root without unshare: no way to make a directory read-only for root")
+        mount = 'mount --bind -o ro "$1" "$1" && exec "$2" -c "$3"'
+        done = subprocess.run(
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                mount,
+                "sh",
+                ro,
+                sys.executable,
+                RUN_CASES,
+            ],
+            input=json.dumps(all_args),
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=300,
+        )
+        if done.returncode != 0 and "mount" in done.stderr:
+            pytest.skip(f"running as root, and no private read-only bind mount here: {done.stderr.strip()}")
+        assert done.returncode == 0, done.stderr
+        results = json.loads(done.stdout)
+        reason = "a read-only file system"
+    else:
+        ro.chmod(0o555)
+        try:
+            results = [_run_in_process(args) for args in all_args]
+        finally:
+            ro.chmod(0o755)
+        reason = "no write permission"
+    for (argv, option), places, (code, err) in zip(READ_ONLY_CASES, all_places, results):
+        lines = err.splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"{fill(option, places)}: cannot write in {ro} ({reason}): choose another" in lines[0], lines[
+            0
+        ]
+        assert lines[0].startswith(f"hfgpt {argv[0]}: error: ")
+    assert snapshot(tmp_path, models) == before
+
+
+def _run_in_process(args: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, err.getvalue()
