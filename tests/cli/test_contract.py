@@ -62,13 +62,11 @@ FILES = {  # name -> content of an input file the cases refer to as {name}
 }
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    """Tiny saved models, shared by every case (snapshotted, so a case that changed one would fail): `learned`
-    and `rope`, 2 layers, 64 positions, with a word-level tokenizer; cases that damage one get a copy."""
+def build_models(root: Path) -> Path:
+    """Tiny saved models in `root`: `learned`, `rope` and `sinusoidal`, 2 layers, 64 positions, with a
+    word-level tokenizer, and a loss_curve.png in `learned` as `hfgpt train` leaves one."""
     import torch
 
-    root = tmp_path_factory.mktemp("models")
     tokenizer = hfgpt.RegexTokenizer.from_corpus(STORY)
     for strategy in ("learned", "rope", "sinusoidal"):
         config = hfgpt.HFGPTConfig.from_preset(
@@ -82,8 +80,15 @@ def models(tmp_path_factory) -> Path:
         torch.manual_seed(0)
         hfgpt.HFGPTForCausalLM(config).save_pretrained(root / strategy)
         tokenizer.save_pretrained(root / strategy)
-    (root / "learned" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # what `hfgpt train` leaves there
+    (root / "learned" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """The tiny models, shared by every case (snapshotted, so a case that changed one fails); cases that damage
+    one get a copy."""
+    return build_models(tmp_path_factory.mktemp("models"))
 
 
 def _write(path: Path, content: str | bytes) -> None:
