@@ -38,21 +38,28 @@ def not_a_model_dir(path: Path) -> str:
     """Why `path` is not a model directory, and the directory the user most likely meant."""
     if path.is_file():
         if (path.parent / "config.json").is_file():  # a file of a model directory, e.g. its loss_curve.png
-            return f"{path} is a file, not a model directory: pass the directory that holds it, {path.parent}"
-        return f"{path} is a file, not a model directory: pass the directory `hfgpt train` wrote (with config.json)"
+            return (
+                f"{path} is not a model directory but a file: pass the directory that holds it, {path.parent}"
+            )
+        return (
+            f"{path} is not a model directory but a file: pass the directory `hfgpt train` or save_pretrained "
+            "wrote (it holds config.json)"
+        )
     if path.is_dir():
         inside = sorted(str(p.parent) for p in path.glob("*/config.json"))
         if inside:  # e.g. `hfgpt compare`'s output, one model per strategy
             more = f", ... ({len(inside)})" if len(inside) > 3 else ""
             return (
-                f"{path} holds model directories, it is not one (no config.json): pass one of them, "
-                f"{', '.join(inside[:3])}{more}"
+                f"{path} is not a model directory (no config.json) but holds model directories: pass one of "
+                f"them, {', '.join(inside[:3])}{more}"
             )
         return (
             f"{path} is not a model directory (no config.json): pass the directory `hfgpt train` or "
             "save_pretrained wrote"
         )
-    return f"{path} does not exist: pass a model directory (`hfgpt train --output-dir {path}` writes one)"
+    return (
+        f"{path} is not a model directory: it does not exist (`hfgpt train --output-dir {path}` writes one)"
+    )
 
 
 def check_model_dir(directory: str | Path) -> Path:

@@ -40,10 +40,11 @@ def check_output_dir(path: str | os.PathLike, flag: str, *, beside: bool = False
     (a run staged in a sibling `<path>.partial`, renamed into place) into its parent, which must be writable.
     """
     path = Path(path)
-    for part in (path, *path.parents):
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"{flag} {path} exists and is not a directory (a file): choose another {flag}")
+    for part in path.parents:
         if part.exists() and not part.is_dir():
-            where = "it is a file" if part == path else f"{part} is a file"
-            raise OutputDirError(f"{flag} {path}: {where}, not a directory: choose another {flag}")
+            raise OutputDirError(f"{flag} {path}: {part} is a file, not a directory: choose another {flag}")
     targets = [_nearest_existing(path.parent if beside else path)]
     if path.is_dir() and not beside:
         targets = [path]

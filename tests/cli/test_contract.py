@@ -193,7 +193,7 @@ TRAIN = [
     (["train", "{story.txt}", "--output-dir", ""], ["--output-dir must not be empty"]),
     (
         ["train", "{story.txt}", "--output-dir", "{afile}"],
-        ["--output-dir {afile}: it is a file, not a directory", "choose another --output-dir"],
+        ["--output-dir {afile} exists and is not a directory (a file)", "choose another --output-dir"],
     ),
     (
         ["train", "{story.txt}", "--output-dir", "{afile}/run"],
@@ -205,12 +205,25 @@ TRAIN = [
     ),
 ]
 EVAL = [
-    (["eval", "{in}/nothing", "{story.txt}"], ["{in}/nothing does not exist", "hfgpt train --output-dir"]),
+    (
+        ["eval", "{in}/nothing", "{story.txt}"],
+        ["{in}/nothing is not a model directory: it does not exist", "hfgpt train --output-dir"],
+    ),
     (
         ["eval", "{learned}/loss_curve.png"],
-        ["{learned}/loss_curve.png is a file", "the directory that holds it, {learned}"],
+        [
+            "{learned}/loss_curve.png is not a model directory but a file",
+            "the directory that holds it, {learned}",
+        ],
     ),
-    (["eval", "{models}"], ["{models} holds model directories", "pass one of them", "{learned}"]),
+    (
+        ["eval", "{models}"],
+        [
+            "{models} is not a model directory (no config.json) but holds model directories",
+            "pass one of them",
+            "{learned}",
+        ],
+    ),
     (["eval", "{model:config null}"], ["config.json holds NoneType, not a JSON object", "save it again"]),
     (["eval", "{model:config 42}"], ["config.json holds int, not a JSON object", "save it again"]),
     (["eval", "{model:weights truncated}"], ["model.safetensors cannot be read", "train again"]),
@@ -311,7 +324,7 @@ COMPARE = [
     ),
     (
         ["compare", "{story.txt}", "--output-dir", "{afile}"],
-        ["--output-dir {afile}: it is a file, not a directory", "choose another --output-dir"],
+        ["--output-dir {afile} exists and is not a directory (a file)", "choose another --output-dir"],
     ),
     (
         ["compare", "{story.txt}", "--output-dir", "{afile}/cmp"],
@@ -320,10 +333,10 @@ COMPARE = [
     (["compare", "{story.txt}", "--max-steps", "0"], ["--max-steps must be positive, got 0"]),
 ]
 ATTENTION = [
-    (["attention", "{in}/nothing", "Hello"], ["{in}/nothing does not exist"]),
+    (["attention", "{in}/nothing", "Hello"], ["{in}/nothing is not a model directory: it does not exist"]),
     (
         ["attention", "{learned}/loss_curve.png", "Hello"],
-        ["is a file", "the directory that holds it, {learned}"],
+        ["is not a model directory but a file", "the directory that holds it, {learned}"],
     ),
     (["attention", "{model:config 42}", "Hello"], ["config.json holds int, not a JSON object"]),
     (
@@ -368,10 +381,13 @@ ATTENTION = [
     ),
 ]
 GENERATE = [
-    (["generate", "{in}/nothing", "Hello"], ["{in}/nothing does not exist", "hfgpt train --output-dir"]),
+    (
+        ["generate", "{in}/nothing", "Hello"],
+        ["{in}/nothing is not a model directory: it does not exist", "hfgpt train --output-dir"],
+    ),
     (
         ["generate", "{learned}/loss_curve.png", "hi"],
-        ["loss_curve.png is a file, not a model directory", "the directory that holds it, {learned}"],
+        ["loss_curve.png is not a model directory but a file", "the directory that holds it, {learned}"],
     ),
     (
         ["generate", "{learned}", "Hello", "--temperature", "-1"],
@@ -473,7 +489,7 @@ TOKENIZE = [
     (["{story.txt}", "--save", ""], ["--save must not be empty"]),
     (
         ["{story.txt}", "--save", "{afile}"],
-        ["--save {afile}: it is a file, not a directory", "choose another --save"],
+        ["--save {afile} exists and is not a directory (a file)", "choose another --save"],
     ),
     (
         ["{story.txt}", "--save", "{afile}/sub"],
@@ -486,10 +502,10 @@ PLUGINS = [
     (["plugins", "--json", "--yaml"], ["unrecognized arguments: --yaml"]),
 ]
 EXPORT = [
-    (["export", "{in}/nothing", "{out}"], ["{in}/nothing does not exist"]),
+    (["export", "{in}/nothing", "{out}"], ["{in}/nothing is not a model directory: it does not exist"]),
     (
         ["export", "{learned}/loss_curve.png", "{out}"],
-        ["is a file", "the directory that holds it, {learned}"],
+        ["is not a model directory but a file", "the directory that holds it, {learned}"],
     ),
     (["export", "{model:config null}", "{out}"], ["holds NoneType, not a JSON object"]),
     (["export", "{model:weights truncated}", "{out}"], ["model.safetensors cannot be read"]),
@@ -499,7 +515,7 @@ EXPORT = [
     (["export", "{learned}", "{out}", "--to", "llama"], ["invalid choice: 'llama'"]),
     (
         ["export", "{learned}", "{afile}"],
-        ["OUT {afile}: it is a file, not a directory", "choose another OUT"],
+        ["OUT {afile} exists and is not a directory (a file)", "choose another OUT"],
     ),
     (["export", "{learned}", "{afile}/x"], ["OUT {afile}/x: {afile} is a file", "choose another OUT"]),
     (["export", "{learned}", "{learned}"], ["is the model directory", "choose another OUT"]),

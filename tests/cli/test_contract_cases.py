@@ -302,7 +302,7 @@ def test_from_pretrained_on_a_path_that_is_no_model_directory(path, tmp_path):
 
     (tmp_path / "file.txt").write_text("hello")
     path = path.format(tmp=tmp_path)
-    what = "is a file, not a model directory" if path.endswith("file.txt") else "does not exist"
+    what = "is not a model directory but a file" if path.endswith("file.txt") else "it does not exist"
     with pytest.raises(ModelLoadError, match=what):
         hfgpt.HFGPTForCausalLM.from_pretrained(path)
     if not path.endswith("file.txt"):
