@@ -108,8 +108,8 @@ def check_text_column(dataset, text_column: str, where: str = "the dataset"):
     columns = dataset.column_names or []
     if text_column not in columns:
         raise DataError(
-            f"{where} has no {text_column!r} column (columns: {', '.join(columns) or 'none'}): pass "
-            "text_column=<the column holding the text> (--text-column on the command line)"
+            f"{where} has no {text_column!r} column (columns: {', '.join(columns) or 'none'}): name the column "
+            "that holds the text (--text-column; text_column= from Python)"
         )
     return dataset
 
