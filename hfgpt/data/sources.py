@@ -312,19 +312,21 @@ def _load_structured(builder: str, file: str, text_column: str, cache_dir: str |
 
 
 def _describe_value(value: Any) -> str:
+    """What a row holds instead of text, for messages: "null", "a number (42)", "an object ({'a': ...)"."""
     if value is None:
         return "null"
     if isinstance(value, str):
         return "an empty string" if not value else "only whitespace"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     if isinstance(value, bool):
-        return f"a boolean ({value!r})"
+        return f"a boolean ({shown})"
     if isinstance(value, (int, float)):
-        return f"a number ({value!r})"
+        return f"a number ({shown})"
     if isinstance(value, dict):
-        return f"an object ({value!r:.40})"
+        return f"an object ({shown})"
     if isinstance(value, (list, tuple)):
-        return f"a list ({value!r:.40})"
-    return f"{type(value).__name__} {value!r:.40}"
+        return f"a list ({shown})"
+    return f"{type(value).__name__} ({shown})"
 
 
 def _text_rows(dataset, text_column: str, where: str, skip_rows: bool):
@@ -346,22 +348,23 @@ def _text_rows(dataset, text_column: str, where: str, skip_rows: bool):
     kind = column.type
     strings = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     is_json = isinstance(kind, pa.BaseExtensionType) and kind.extension_name == "arrow.json"
-    if strings:
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)
-        bad = np.asarray(pc.fill_null(blank, True).to_numpy(), dtype=bool)
-        values = None
-    elif is_json:
-        storage = pa.chunked_array([chunk.storage for chunk in column.chunks], kind.storage_type)
-        values = [None if v is None else json.loads(v) for v in storage.to_pylist()]
-        bad = np.array([not (isinstance(v, str) and v.strip()) for v in values], dtype=bool)
-    else:  # numbers, objects, lists, all null: no row holds text
-        bad = np.ones(len(column), dtype=bool)
-        values = None
+
+    def without_text(chunk) -> np.ndarray:  # a chunk at a time: the column may be larger than memory
+        if strings:
+            blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)
+            return np.asarray(pc.fill_null(blank, True).to_numpy(zero_copy_only=False), dtype=bool)
+        if is_json:
+            values = [None if v is None else json.loads(v) for v in chunk.storage.to_pylist()]
+            return np.array([not (isinstance(v, str) and v.strip()) for v in values], dtype=bool)
+        return np.ones(len(chunk), dtype=bool)  # numbers, objects, lists, all null: no row holds text
+
+    bad = np.concatenate([without_text(chunk) for chunk in column.chunks] or [np.zeros(0, dtype=bool)])
     n_bad = int(bad.sum())
     if not n_bad:
         return dataset, None
     row = int(np.argmax(bad))
-    what = _describe_value(values[row] if values is not None else column[row].as_py())
+    value = column[row].as_py()
+    what = _describe_value(json.loads(value) if is_json and value is not None else value)
     if not skip_rows:
         fix = "give every row text"
         if not (strings or is_json or pa.types.is_null(kind)):
