@@ -18,14 +18,15 @@ IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 def check_image_path(path: str | Path, flag: str = "-o") -> Path:
     """The file a plot will be written to: it needs an image suffix matplotlib writes (it would otherwise add
-    `.png` itself or refuse), and must not be a folder."""
+    `.png` itself or refuse), and must not be empty or a folder."""
+    if not str(path).strip():  # before Path(), which reads "" as "."
+        raise ConfigError(f"{flag} is empty: name the image file to write, e.g. {flag} attention.png")
     path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    if not str(path).strip() or path.is_dir():
-        what = "is a folder" if path.is_dir() else "is empty"
+    if path.is_dir():
         raise ConfigError(
-            f"{flag} {str(path)!r} {what}: name the image file to write, e.g. {flag} attention.png"
+            f"{flag} {path} is a folder: name the image file to write, e.g. {flag} {path / 'attention.png'}"
         )
+    suffix = path.suffix.lower().lstrip(".")
     if suffix not in IMAGE_FORMATS:
         raise ConfigError(
             f"{flag} {path} needs an image suffix ({', '.join('.' + f for f in IMAGE_FORMATS)}), got "

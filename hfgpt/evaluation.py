@@ -108,9 +108,11 @@ def check_eval_options(
     if bad is not None:
         raise ConfigError(f"--lengths must be positive integers, got {bad!r}")
     if stride is not None and stride > min(lengths):
+        # eval's --stride may be left out (non-overlapping windows); compare's --sliding-stride has a default
+        leave_out = ", or leave it out for non-overlapping windows" if stride_flag == "--stride" else ""
         raise ConfigError(
-            f"{stride_flag} ({stride}) must not exceed the evaluation length ({min(lengths)}): a larger stride "
-            f"would skip tokens. Lower {stride_flag}, or leave it out"
+            f"{stride_flag} ({stride}) must not exceed the evaluation length ({min(lengths)}): a larger "
+            f"stride would skip tokens. Pass {stride_flag} {min(lengths)} or less{leave_out}"
         )
     return list(dict.fromkeys(int(length) for length in lengths))
 

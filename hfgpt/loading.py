@@ -34,16 +34,41 @@ def _read_json_object(path: Path, what: str) -> dict:
     return data
 
 
+def not_a_model_dir(path: Path) -> str:
+    """Why `path` is not a model directory, and the directory the user most likely meant."""
+    if path.is_file():
+        if (path.parent / "config.json").is_file():  # a file of a model directory, e.g. its loss_curve.png
+            return (
+                f"{path} is not a model directory but a file: pass the directory that holds it, {path.parent}"
+            )
+        return (
+            f"{path} is not a model directory but a file: pass the directory `hfgpt train` or save_pretrained "
+            "wrote (it holds config.json)"
+        )
+    if path.is_dir():
+        inside = sorted(str(p.parent) for p in path.glob("*/config.json"))
+        if inside:  # e.g. `hfgpt compare`'s output, one model per strategy
+            more = f", ... ({len(inside)})" if len(inside) > 3 else ""
+            return (
+                f"{path} is not a model directory (no config.json) but holds model directories: pass one of "
+                f"them, {', '.join(inside[:3])}{more}"
+            )
+        return (
+            f"{path} is not a model directory (no config.json): pass the directory `hfgpt train` or "
+            "save_pretrained wrote"
+        )
+    return (
+        f"{path} is not a model directory: it does not exist (`hfgpt train --output-dir {path}` writes one)"
+    )
+
+
 def check_model_dir(directory: str | Path) -> Path:
     """Check that `directory` holds a readable config and weights; return it as a Path."""
     from safetensors import safe_open
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{directory} is not a model directory (no config.json): train one with `hfgpt train "
-            f"--output-dir {directory}`"
-        )
+        raise FileNotFoundError(not_a_model_dir(directory))
     _read_json_object(directory / "config.json", "model config")
     weights = directory / "model.safetensors"
     if not weights.is_file():
@@ -89,7 +114,7 @@ def strict_from_pretrained(load: Callable, source, *args, **kwargs):
     from transformers.utils import logging as hf_logging
 
     if isinstance(source, (str, os.PathLike)):
-        _check_local_source(Path(source))
+        _check_local_source(os.fspath(source))
     return_info = kwargs.pop("output_loading_info", False)
     ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
     verbosity = hf_logging.get_verbosity()
@@ -111,17 +136,18 @@ def strict_from_pretrained(load: Callable, source, *args, **kwargs):
     return model
 
 
-def _check_local_source(path: Path) -> None:
-    """A path that names a local directory (or was meant to) gets a local error, not the Hub's repo-id one."""
+def _check_local_source(source: str) -> None:
+    """A path that names a local directory (or was meant to) gets a local error, not the Hub's repo-id one.
+
+    A Hub repo id is `name` or `namespace/name`: anything else (an absolute path, `./x`, `a/b/c`, an existing
+    file) is a local path. `Path` would drop the `./` that says so."""
+    path = Path(source)
     if path.is_dir():
         if (path / "config.json").is_file():
             _read_json_object(path / "config.json", "model config")
         return
-    if path.exists() or path.is_absolute() or str(path).startswith(".") or len(path.parts) > 2:
-        raise ModelLoadError(
-            f"{path} is not a model directory ({'a file' if path.exists() else 'it does not exist'}): pass the "
-            "directory `save_pretrained` or `hfgpt train` wrote"
-        )
+    if path.exists() or path.is_absolute() or source.startswith(".") or len(path.parts) > 2:
+        raise ModelLoadError(not_a_model_dir(path))
 
 
 def check_loaded_weights(model, info: dict, source, ignore_mismatched: bool) -> None:
@@ -202,5 +228,6 @@ __all__ = [
     "check_model_dir",
     "check_tokenizer_dir",
     "load_causal_lm",
+    "not_a_model_dir",
     "strict_from_pretrained",
 ]

@@ -104,9 +104,10 @@ def json_object(text: str) -> dict:
 
 
 def flag_of(f) -> str:
-    """The flag a user types for field `f`, for messages."""
+    """The flag a user types for field `f`, for messages; a positional argument by its name in the usage line
+    (`DIR`, `TEXT`), where it has one."""
     if f.metadata.get("positional"):
-        return f.name
+        return (f.metadata.get("flags") or (f.name,))[0]
     return (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0]
 
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=command.HELP, description=command.DESCRIPTION, formatter_class=HelpFormatter
         )
         command.add_arguments(sub)
-        sub.set_defaults(func=command.run)
+        sub.set_defaults(func=command.run, command_parser=sub)
     return parser
 
 
@@ -76,7 +76,9 @@ def describe(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, whose --help lists what it takes
+        (args.command_parser if args.command else parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

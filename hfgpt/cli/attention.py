@@ -44,9 +44,10 @@ class AttentionArguments:
 
     def __post_init__(self) -> None:
         from hfgpt.attention_maps import check_image_path
+        from hfgpt.cli.paths import check_output_file
 
         validate_fields(self)
-        check_image_path(self.output)
+        check_output_file(check_image_path(self.output), "-o")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

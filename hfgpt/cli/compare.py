@@ -50,9 +50,14 @@ def comparison_from(args: argparse.Namespace) -> Comparison:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hfgpt.cli.paths import check_output_dir
     from hfgpt.compare import compare
+    from hfgpt.quiet import quiet
 
-    result = compare(comparison_from(args))
+    comparison = comparison_from(args)
+    check_output_dir(comparison.options.output_dir, "--output-dir")
+    with quiet(not comparison.train.show_progress):  # the evaluation too, not only the training runs
+        result = compare(comparison)
     print(f"{len(result.rows)} results in {result.files['results']}; report: {result.files['report']}")
     for note in result.notes:
         print(f"note: {note}")

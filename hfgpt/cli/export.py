@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hfgpt.cli.paths import check_output_dir
     from hfgpt.export import export_model
 
     options = dataclass_from_namespace(ExportArguments, args)
+    check_output_dir(options.output_dir, "OUT", beside=True)  # written beside OUT, then renamed into place
     result = export_model(**vars(options))
     print(
         f"exported {options.model_dir} to {result.output_dir}: {result.model_class} "

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from hfgpt.cli.options import add_dataclass_arguments, dataclass_from_namespace
-from hfgpt.errors import ConfigError, OutputDirError
+from hfgpt.cli.paths import check_output_dir
+from hfgpt.errors import ConfigError
 from hfgpt.options import not_empty, option, positive, validate_fields
 
 HELP = "tokenize files with a tokenizer strategy and print token counts"
@@ -52,7 +52,7 @@ class TokenizeArguments:
         if not self.files:
             raise ConfigError("give at least one FILE to tokenize (a text file, folder or glob pattern)")
         if self.save:
-            check_save_dir(Path(self.save))
+            check_output_dir(self.save, "--save")
 
     def options(self) -> dict:
         """The strategy's options: `--tokenizer-options`, with `--vocab-size` (they must agree)."""
@@ -68,15 +68,6 @@ class TokenizeArguments:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, TokenizeArguments)
-
-
-def check_save_dir(path: Path) -> None:
-    """--save must name a directory that can be created (or exists as one), checked before any work."""
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise OutputDirError(
-            f"--save {path}: {blocker} is a file, not a directory; choose another --save path"
-        )
 
 
 def run(namespace: argparse.Namespace) -> int:

@@ -24,9 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hfgpt.cli.paths import check_output_dir
     from hfgpt.training.pretraining import train
 
-    result = train(dataclass_from_namespace(TrainArguments, args))
+    options = dataclass_from_namespace(TrainArguments, args)
+    check_output_dir(options.output_dir, "--output-dir", beside=True)  # the run is staged in <dir>.partial
+    result = train(options)
     if result.sample is not None:  # main process only
         from hfgpt.training.progress import summary_lines
 

@@ -92,7 +92,8 @@ def train_strategy(comparison: Comparison, strategy: str, report: Callable[[str]
     if model_dir.exists() and not targs.resume:
         targs.overwrite = True  # an unfinished directory left behind: replace it
     steps = targs.max_steps or f"{targs.epochs} epochs of"
-    report(f"hfgpt compare: {strategy}: {'resuming' if targs.resume else 'training'} {steps} steps")
+    if targs.show_progress:
+        report(f"hfgpt compare: {strategy}: {'resuming' if targs.resume else 'training'} {steps} steps")
     started = time.perf_counter()
     result = train(targs)
     seconds = time.perf_counter() - started

@@ -35,15 +35,16 @@ def compare(comparison: Comparison, report: Callable[[str], None] | None = None)
     """Train (or reuse) one model per strategy, evaluate all of them and write the comparison; see the package
     docstring. Every option and strategy name is checked before anything is trained."""
     report = report or (lambda message: print(message, file=sys.stderr))
+    progress = report if comparison.train.show_progress else (lambda message: None)  # --no-progress
     started = time.perf_counter()
     strategies, lengths, protocols = check_comparison(comparison)
     output_dir = Path(comparison.options.output_dir)
     runs = []
     for index, strategy in enumerate(strategies, 1):
-        report(f"hfgpt compare: [{index}/{len(strategies)}] {strategy}")
+        progress(f"hfgpt compare: [{index}/{len(strategies)}] {strategy}")
         runs.append(train_strategy(comparison, strategy, report))
         check_settings(output_dir, comparison.settings(), record=True)
-    report("hfgpt compare: evaluating")
+    progress("hfgpt compare: evaluating")
     source = held_out(comparison)
     rows, notes = [], []
     evaluations = [(run, None) for run in runs]

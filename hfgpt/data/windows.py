@@ -123,7 +123,8 @@ def window(
         raise DataError(
             f"the corpus is too short for one window: {where} {longest} tokens, and a window of max_length="
             f"{max_length} needs max_length + 1 = {max_length + 1} (its targets are shifted by one). "
-            "Use a smaller max_length or more text (to window a file, pass a pathlib.Path, not a string)."
+            "Use a smaller max_length (--max-length) or more text (from Python, pass a file as a pathlib.Path: "
+            "a string is windowed as text)."
         )
     dtype = window_dtype(max(vocab_size, stream.max_id + 1))
     windows = Dataset.from_dict({"start": starts}).map(
