@@ -123,6 +123,13 @@ class TrainArguments:
     )
     weight_decay: float = option(0.1, group="training", check=non_negative, help="AdamW weight decay")
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
+    split_seed: int | None = option(
+        None,
+        group="data",
+        check=non_negative,
+        help="seed of the held-out split (and so of a tokenizer learned from the training split) (default: "
+        "--seed); runs that differ only in --seed then differ only in initialisation and data order",
+    )
     eval_every: int | None = option(
         None,
         group="training",
