@@ -45,12 +45,12 @@ QUICK = [
     "regex",
     "--max-length",
     "16",
-    "--steps",
+    "--max-steps",
     "30",
     "--eval-tokens",
     "600",
 ]
-QUICK_TASK = ["--preset", "tiny", "--max-length", "16", "--steps", "30", "--task-examples", "32"]
+QUICK_TASK = ["--preset", "tiny", "--max-length", "16", "--max-steps", "30", "--task-examples", "32"]
 QUICK_GPU = [*QUICK, "--mixed-precision", "no", "--protocols", "non-overlapping"]
 
 

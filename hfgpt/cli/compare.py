@@ -68,9 +68,8 @@ HELPS = {
     "position_options": "options of the compared strategies as a JSON object of objects, one per strategy, e.g. "
     '\'{"rope": {"theta": 500000}}\'',
     "context_length": "context length, what `learned` can encode (default: the training length L)",
-    "tokenizer": _mode_help(
-        "tokenizer", "tokenizer strategy (see `hfgpt plugins`; --task uses its own symbols)"
-    ),
+    "tokenizer": "tokenizer strategy (see `hfgpt plugins`) (default: bpe; gpt2-bpe with --gpu-paper; --task uses "
+    "a vocabulary of its own symbols)",
     "max_length": _mode_help(
         "max_length", "the training length L: tokens per training window or task example"
     ),
@@ -80,6 +79,9 @@ HELPS = {
     "learning_rate": _mode_help("learning_rate", "peak learning rate (AdamW, cosine decay)"),
     "eval_every": _mode_help("eval_every", "log and validate every N steps"),
     "max_eval_tokens": _mode_help("max_eval_tokens", "validate on at most this many held-out tokens"),
+    "eval_batch_size": _mode_help(
+        "eval_batch_size", "windows (task examples) per validation step and device"
+    ),
     "mixed_precision": _mode_help("mixed_precision", "autocast precision on a GPU"),
 }
 

@@ -50,7 +50,7 @@ COMPARE_DEFAULTS: dict[str, Any] = dict(
 TASK_DEFAULTS: dict[str, Any] = dict(
     COMPARE_DEFAULTS,
     max_length=32,
-    max_steps=1000,
+    max_steps=600,
     batch_size=64,
     learning_rate=2e-3,
     eval_every=100,

@@ -371,6 +371,11 @@ def write_report(
             "",
             *_table(summaries(rows, "exact-match", "accuracy"), series, lengths, L, percent=True),
             "",
+            "Mean cross-entropy of the answer tokens given the true tokens before them, in nats (lower is "
+            "better): how far from right the answers are, where exact match is all or nothing.",
+            "",
+            *_table(summaries(rows, "exact-match", "loss"), series, lengths, L, percent=False),
+            "",
         ]
     else:
         lines = [

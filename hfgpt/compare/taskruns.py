@@ -95,7 +95,7 @@ def train_task_strategy(
             logging_first_step=True,
             per_device_eval_batch_size=targs.eval_batch_size,
             dataloader_drop_last=False,
-            train_sampling_strategy="group_by_length",  # batches of similar lengths: less padding
+            # random batches that mix lengths: batches of one length each would pad less, but train unstably
             bf16=targs.mixed_precision == "bf16",
             fp16=targs.mixed_precision == "fp16",
             torch_compile=targs.compile,
