@@ -54,8 +54,11 @@ QUICK_TASK = ["--preset", "tiny", "--max-length", "16", "--max-steps", "30", "--
 QUICK_GPU = [*QUICK, "--mixed-precision", "no", "--protocols", "non-overlapping"]
 
 
-def run_compare(output_dir: Path, extra: list[str]) -> tuple[float, float]:
-    """Run `hfgpt compare` in a child process: (wall seconds, the child's peak RSS in GiB)."""
+def run_compare(output_dir: Path, extra: list[str]) -> tuple[float, float, float]:
+    """Run `hfgpt compare` in a child process: (wall seconds, the child's peak RSS in GiB, its CPU seconds).
+
+    The CPU seconds (user + system) do not grow with the machine's load the way the wall time does: on a busy
+    machine they tell roughly what the wall time would be on an idle one with that many cores busy."""
     command = [
         sys.executable,
         "-m",
@@ -71,8 +74,8 @@ def run_compare(output_dir: Path, extra: list[str]) -> tuple[float, float]:
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"hfgpt compare failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, peak_kib / 2**20
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, usage.ru_maxrss / 2**20, usage.ru_utime + usage.ru_stime
 
 
 def read_means(path: Path, metric: str) -> dict[tuple[str, int, str], float]:
@@ -176,7 +179,7 @@ def main() -> None:
     output_dir = Path(args.keep) if args.keep else scratch / "compare"
     try:
         load_before = os.getloadavg()
-        seconds, peak_gib = run_compare(output_dir, extra)
+        seconds, peak_gib, cpu_seconds = run_compare(output_dir, extra)
         load_after = os.getloadavg()
         values = read_means(output_dir / "results.csv", "accuracy" if args.task else "perplexity")
     finally:
@@ -198,7 +201,8 @@ def main() -> None:
     given = "".join(f" {flag}" for flag, on in ((f"--task {args.task}", args.task), ("--gpu-paper", args.gpu_paper),
                                                    (f"--seeds {args.seeds}", args.seeds > 1)) if on)  # fmt: skip
     print(f"`hfgpt compare --strategies {strategies}{given}`{' (quick)' if args.quick else ''}: "
-          f"{seconds:.0f} s wall ({seconds / 60:.1f} min), peak memory {peak_gib:.2f} GiB\n")  # fmt: skip
+          f"{seconds:.0f} s wall ({seconds / 60:.1f} min), {cpu_seconds:.0f} s of CPU time "
+          f"({os.environ.get('OMP_NUM_THREADS', 'default')} torch threads), peak memory {peak_gib:.2f} GiB\n")  # fmt: skip
     if args.task:
         print("\n".join(accuracy_table(values, names, length)) + "\n")
     print("| target | measured | met |")
