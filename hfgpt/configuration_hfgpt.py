@@ -28,6 +28,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(context_length=64, emb_dim=32, n_heads=4, n_layers=2),
     # `hfgpt compare`'s default: six strategies train in minutes on a CPU (it sets the context per comparison)
     "compare-cpu": dict(context_length=64, emb_dim=128, n_heads=4, n_layers=3, drop_rate=0.0),
+    # `hfgpt compare --gpu-paper`: the ALiBi paper's comparison at L = 512, four strategies in ~20 minutes on one
+    # H100/H200 (8 layers x 512, about 51M parameters with GPT-2's vocabulary)
+    "paper-gpu": dict(context_length=512, emb_dim=512, n_heads=8, n_layers=8, drop_rate=0.1),
 }
 PRESETS.update(
     {

@@ -74,7 +74,10 @@ def test_compare_writes_results_plots_report_and_models(compared):
 def test_results_csv_schema_and_learned_stops_at_its_context(compared):
     output, _ = compared
     rows = read_rows(output)
-    assert list(rows[0]) == ["strategy", "eval_length", "protocol", "loss", "perplexity"]
+    assert list(rows[0]) == [
+        "strategy", "eval_length", "protocol", "loss", "perplexity", "seed", "task", "accuracy"
+    ]  # fmt: skip
+    assert {(r["seed"], r["task"], r["accuracy"]) for r in rows} == {("123", "", "")}  # one seed, text
     got = {(r["strategy"], int(r["eval_length"]), r["protocol"]) for r in rows}
     assert got == {
         ("learned", 16, "non-overlapping"),

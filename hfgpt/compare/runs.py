@@ -20,6 +20,7 @@ def check_comparison(comparison: Comparison) -> tuple[list[str], list[int], list
     from hfgpt.plugins import get_registration
     from hfgpt.training.pretraining import check_corpus, check_strategies
 
+    comparison.check_mode()
     strategies, lengths = comparison.strategy_list(), comparison.length_list()
     protocols, scalings = comparison.protocol_list(), comparison.scaling_list()
     for name in strategies:
@@ -35,14 +36,19 @@ def check_comparison(comparison: Comparison) -> tuple[list[str], list[int], list
         raise ConfigError(
             "--rope-scalings stretch the rope model: add rope to --strategies or leave them out"
         )
-    output_dir = Path(comparison.options.output_dir)
+    output_dir = comparison.output_dir
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputDirError(
             f"--output-dir {output_dir} is a file, not a directory: choose another --output-dir"
         )
+    if comparison.options.task is not None:
+        from hfgpt.tasks import get_task
+
+        get_task(comparison.options.task).check_length(comparison.max_length)
     for name in strategies:
         check_strategies(comparison.strategy_arguments(name))  # tokenizer options, model shape, window length
-    check_corpus(comparison.strategy_arguments(strategies[0]))
+    if comparison.options.task is None:
+        check_corpus(comparison.strategy_arguments(strategies[0]))
     check_settings(output_dir, comparison.settings())
     return strategies, lengths, protocols
 
@@ -66,28 +72,41 @@ def check_settings(output_dir: Path, settings: dict, record: bool = False) -> No
 
 @dataclass
 class StrategyRun:
-    """One strategy's model: where it is, its training history, and whether this call trained it."""
+    """One strategy's model for one seed: where it is, its training history, and whether this call trained it."""
 
     strategy: str
     model_dir: Path
     history: list[dict]
     trained: bool
     seconds: float
+    seed: int = 0
 
 
-def train_strategy(comparison: Comparison, strategy: str, report: Callable[[str], None]) -> StrategyRun:
-    """Train `strategy` into `<output_dir>/<strategy>/` unless a complete model is already there."""
-    from hfgpt.training.outputs import finished_run, recover, staging_dir
-    from hfgpt.training.pretraining import train
+def reuse(model_dir: Path, strategy: str, seed: int, report: Callable[[str], None]) -> StrategyRun | None:
+    """The run of a complete model already in `model_dir` (after recovering what a killed run left), or None."""
+    from hfgpt.training.outputs import finished_run, recover
 
-    targs = comparison.strategy_arguments(strategy)
-    model_dir = Path(targs.output_dir)
     for message in recover(model_dir):  # publish a run killed while publishing, before deciding
         report(message)
-    if finished_run(model_dir):
-        report(f"hfgpt compare: {strategy}: reusing the trained model in {model_dir}")
-        log = json.loads((model_dir / "training_log.json").read_text())
-        return StrategyRun(strategy, model_dir, log["history"], False, 0.0)
+    if not finished_run(model_dir):
+        return None
+    report(f"hfgpt compare: {strategy}: reusing the trained model in {model_dir}")
+    log = json.loads((model_dir / "training_log.json").read_text())
+    return StrategyRun(strategy, model_dir, log["history"], False, 0.0, seed)
+
+
+def train_strategy(
+    comparison: Comparison, strategy: str, report: Callable[[str], None], seed: int | None = None
+) -> StrategyRun:
+    """Train `strategy` (with `seed`, default `--seed`) into its model directory
+    (`Comparison.model_dir`) unless a complete model is already there."""
+    from hfgpt.training.outputs import staging_dir
+    from hfgpt.training.pretraining import train
+
+    targs = comparison.strategy_arguments(strategy, seed)
+    model_dir = Path(targs.output_dir)
+    if (done := reuse(model_dir, strategy, targs.seed, report)) is not None:
+        return done
     targs.resume = (staging_dir(model_dir) / "checkpoints").is_dir()
     if model_dir.exists() and not targs.resume:
         targs.overwrite = True  # an unfinished directory left behind: replace it
@@ -100,7 +119,7 @@ def train_strategy(comparison: Comparison, strategy: str, report: Callable[[str]
     report(
         f"hfgpt compare: {strategy}: trained in {seconds:.0f} s, validation loss {result.final_eval_loss:.3f}"
     )
-    return StrategyRun(strategy, model_dir, result.history, True, seconds)
+    return StrategyRun(strategy, model_dir, result.history, True, seconds, targs.seed)
 
 
 def held_out(comparison: Comparison):
@@ -108,18 +127,27 @@ def held_out(comparison: Comparison):
     token ids for a fixed vocabulary)."""
     from hfgpt.training.pretraining import fixed_tokenizer, read_corpus, split_corpus
 
-    targs = comparison.strategy_arguments(comparison.strategy_list()[0])
+    targs = comparison.strategy_arguments(comparison.strategy_list()[0])  # every seed's split is --seed's
     corpus = read_corpus(targs)
     return split_corpus(targs, corpus, comparison.max_length + 1, fixed_tokenizer(targs))[1]
 
 
 @dataclass
 class Row:
+    """One result: a strategy (and seed) at one evaluation length, with one protocol.
+
+    For text: `loss` and `perplexity` of the held-out tokens. For a task (`protocol` "exact-match"): `accuracy`,
+    the share of test examples answered exactly, and `loss`/`perplexity` of their answer tokens.
+    """
+
     strategy: str
     eval_length: int
     protocol: str
     loss: float
     perplexity: float
+    seed: int = 0
+    task: str | None = None
+    accuracy: float | None = None
 
 
 def evaluate_strategy(
@@ -161,15 +189,23 @@ def evaluate_strategy(
                 load_lengths,
                 stride,
                 comparison.train.eval_batch_size,
-                max_tokens=comparison.options.eval_tokens,
+                max_tokens=comparison.eval_tokens,
             )
             for result in results:
                 if not result.encodable:
                     if protocol == protocols[0]:
                         notes.append(f"`{series}` at {result.length}: not evaluated, {result.reason}")
                     continue
-                rows.append(Row(series, result.length, protocol, result.loss, result.perplexity))
+                rows.append(Row(series, result.length, protocol, result.loss, result.perplexity, run.seed))
     return rows, notes
 
 
-__all__ = ["Row", "StrategyRun", "check_comparison", "evaluate_strategy", "held_out", "train_strategy"]
+__all__ = [
+    "Row",
+    "StrategyRun",
+    "check_comparison",
+    "evaluate_strategy",
+    "held_out",
+    "reuse",
+    "train_strategy",
+]

@@ -32,34 +32,45 @@ class CompareResult:
 
 
 def compare(comparison: Comparison, report: Callable[[str], None] | None = None) -> CompareResult:
-    """Train (or reuse) one model per strategy, evaluate all of them and write the comparison; see the package
-    docstring. Every option and strategy name is checked before anything is trained."""
+    """Train (or reuse) one model per strategy and seed, evaluate all of them and write the comparison; see the
+    package docstring. Every option and strategy name is checked before anything is trained."""
+    from hfgpt.compare.taskruns import evaluate_task_strategy, train_task_strategy
+
     report = report or (lambda message: print(message, file=sys.stderr))
     progress = report if comparison.train.show_progress else (lambda message: None)  # --no-progress
     started = time.perf_counter()
     strategies, lengths, protocols = check_comparison(comparison)
-    output_dir = Path(comparison.options.output_dir)
+    seeds = comparison.seed_list()
+    task = comparison.options.task is not None
+    trainer = train_task_strategy if task else train_strategy
     runs = []
-    for index, strategy in enumerate(strategies, 1):
-        progress(f"hfgpt compare: [{index}/{len(strategies)}] {strategy}")
-        runs.append(train_strategy(comparison, strategy, report))
-        check_settings(output_dir, comparison.settings(), record=True)
+    jobs = [(seed, strategy) for seed in seeds for strategy in strategies]
+    for index, (seed, strategy) in enumerate(jobs, 1):
+        which = f" (seed {seed})" if len(seeds) > 1 else ""
+        progress(f"hfgpt compare: [{index}/{len(jobs)}] {strategy}{which}")
+        runs.append(trainer(comparison, strategy, report, seed))
+        check_settings(comparison.output_dir, comparison.settings(), record=True)
     progress("hfgpt compare: evaluating")
-    source = held_out(comparison)
     rows, notes = [], []
-    evaluations = [(run, None) for run in runs]
-    evaluations += [
-        (run, name) for run in runs if run.strategy == "rope" for name in comparison.scaling_list()
-    ]
-    for run, scaling in evaluations:
-        strategy_rows, strategy_notes = evaluate_strategy(
-            comparison, run, source, lengths, protocols, scaling
-        )
-        rows += strategy_rows
-        notes += strategy_notes
+    if task:
+        for run in runs:
+            run_rows, run_notes = evaluate_task_strategy(comparison, run, lengths)
+            rows += run_rows
+            notes += run_notes
+    else:
+        source = held_out(comparison)
+        evaluations = [(run, None) for run in runs]
+        evaluations += [
+            (run, name) for run in runs if run.strategy == "rope" for name in comparison.scaling_list()
+        ]
+        for run, scaling in evaluations:
+            run_rows, run_notes = evaluate_strategy(comparison, run, source, lengths, protocols, scaling)
+            rows += run_rows
+            notes += run_notes
+    notes = list(dict.fromkeys(notes))  # every seed notes the same lengths
     seconds = time.perf_counter() - started
     files = write_all(comparison, runs, rows, notes, lengths, protocols, seconds)
-    return CompareResult(output_dir, rows, notes, runs, seconds, files)
+    return CompareResult(comparison.output_dir, rows, notes, runs, seconds, files)
 
 
 __all__ = ["CompareResult", "compare"]

@@ -239,6 +239,13 @@ class TrainArguments:
         1.0, group="training", check=non_negative, help="clip the gradient to this norm; 0 does not clip"
     )
     seed: int = option(123, group="training", check=non_negative, help="random seed: same seed, same losses")
+    split_seed: int | None = option(
+        None,
+        group="data",
+        check=non_negative,
+        help="seed of the held-out split (and so of a tokenizer learned from the training split) (default: "
+        "--seed); runs that differ only in --seed then differ only in initialisation and data order",
+    )
     eval_every: int | None = option(
         None,
         group="training",

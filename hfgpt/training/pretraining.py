@@ -382,6 +382,11 @@ def fixed_tokenizer(args: TrainArguments):
     return build_tokenizer(args.tokenizer, None, **args.tokenizer_settings())
 
 
+def held_out_seed(args: TrainArguments) -> int:
+    """The seed of the held-out split and of its validation sample: `--split-seed`, by default `--seed`."""
+    return args.seed if args.split_seed is None else args.split_seed
+
+
 def split_corpus(args: TrainArguments, corpus, min_tokens: int, tokenizer=None):
     """`(train, held_out, split)`: the held-out split of the run (`hfgpt.data.split`), as `window()` takes them.
 
@@ -399,7 +404,7 @@ def split_corpus(args: TrainArguments, corpus, min_tokens: int, tokenizer=None):
     else:
         source, column, unit = corpus, args.text_column, "bytes"
     chosen = split.choose(
-        split.row_sizes(source, column, unit), args.val_fraction, args.seed, min_tokens, unit
+        split.row_sizes(source, column, unit), args.val_fraction, held_out_seed(args), min_tokens, unit
     )
     return (*split.apply(chosen, source, column), chosen)
 
@@ -444,7 +449,7 @@ def prepare(args: TrainArguments) -> Prepared:
     val_windows = windows(val_source, "validation")
     most = max(1, args.max_eval_tokens // max_length)
     if len(val_windows) > most:  # the same seeded sample at every validation, so the curve is comparable
-        val_windows = val_windows.shuffle(seed=args.seed).select(range(most))
+        val_windows = val_windows.shuffle(seed=held_out_seed(args)).select(range(most))
     train_windows = windows(train_source, "training")
     return Prepared(tokenizer, config, max_length, train_windows, val_windows, held_out.describe())
 
