@@ -24,7 +24,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpt2-medium": dict(_GPT2, emb_dim=1024, n_heads=16, n_layers=24),
     "gpt2-large": dict(_GPT2, emb_dim=1280, n_heads=20, n_layers=36),
     "gpt2-xl": dict(_GPT2, emb_dim=1600, n_heads=25, n_layers=48),
-    "small-cpu": dict(context_length=256, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.0),
+    "small-cpu": dict(context_length=256, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.1),
     "tiny": dict(context_length=64, emb_dim=32, n_heads=4, n_layers=2),
     # `hfgpt compare`'s default: six strategies train in minutes on a CPU (it sets the context per comparison)
     "compare-cpu": dict(context_length=64, emb_dim=128, n_heads=4, n_layers=3, drop_rate=0.0),

@@ -86,7 +86,7 @@ def test_train_help_shows_every_option_with_its_default():
     text = help_text("train")
     for flag in TRAIN_FLAGS:
         assert flag in text, flag
-    assert "(default: 0.002)" in text and "(default: gpt2-bpe)" in text and "(default: runs/verdict)" in text
+    assert "(default: 0.001)" in text and "(default: gpt2-bpe)" in text and "(default: runs/verdict)" in text
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,7 @@ class TrainArguments:
         check=not_empty,
         help="where the trained model is saved",
     )
-    epochs: float = option(60.0, group="training", check=positive, help="passes over the training windows")
+    epochs: float = option(40.0, group="training", check=positive, help="passes over the training windows")
     max_steps: int | None = option(
         None,
         group="training",
@@ -202,7 +202,7 @@ class TrainArguments:
         "devices windows, with the losses of that larger batch (same data order, float rounding aside)",
     )
     learning_rate: float = option(
-        2e-3,
+        1e-3,
         group="training",
         flags=("--learning-rate", "--lr"),
         check=positive,

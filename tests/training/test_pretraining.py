@@ -255,9 +255,9 @@ def test_the_default_validation_interval_follows_the_run_length():
     targs = SimpleNamespace(eval_steps=None, logging_steps=None, save_steps=None)
     data = SimpleNamespace(train_set=range(18))
     steps = schedule_evaluation(
-        tiny_args(Path("x"), eval_every=None, epochs=60.0, batch_size=2), targs, data, 1
+        tiny_args(Path("x"), eval_every=None, epochs=40.0, batch_size=2), targs, data, 1
     )
-    assert (steps, targs.eval_steps, targs.save_steps) == (540, 20, 200)  # the default run: every 20 steps
+    assert (steps, targs.eval_steps, targs.save_steps) == (360, 20, 200)  # the default run: every 20 steps
     steps = schedule_evaluation(tiny_args(Path("x"), eval_every=None, max_steps=100_000), targs, data, 1)
     assert (steps, targs.eval_steps) == (100_000, 2000)
     schedule_evaluation(tiny_args(Path("x"), eval_every=7, max_steps=100_000), targs, data, 1)
