@@ -689,11 +689,11 @@ def _train(args: TrainArguments, callbacks: list | None) -> TrainResult:
     check_strategies(args)
     check_corpus(args)
     report = stderr_report if processes.is_main_process else (lambda message: None)
+    with clock.phase("prepare"):
+        data = prepare(args)  # the corpus is read and checked here: report nothing before it passes
+
     precision, why = resolve_mixed_precision(args.mixed_precision, args.cpu)
     report(f"hfgpt: mixed precision: {'none' if precision == 'no' else precision} ({why})")
-    with clock.phase("prepare"):
-        data = prepare(args)
-
     report(f"hfgpt: validation: {data.held_out}")
     run.report = report
     resume_from = run.resume_checkpoint()
