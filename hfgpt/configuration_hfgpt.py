@@ -15,6 +15,8 @@ from hfgpt.errors import ConfigError, UnknownStrategyError
 from hfgpt.plugins import get_registration
 from hfgpt.remote_code import MODEL_AUTO_MAP, write_model_code
 
+# How fresh weights are drawn (`HFGPTConfig.initialization`).
+INITIALIZATIONS = ("gpt2", "torch")
 # GPT-2's vocabulary and context, shared by the four GPT-2 sizes.
 _GPT2 = dict(vocab_size=50257, context_length=1024, bos_token_id=50256, eos_token_id=50256)
 # name -> fields. The GPT-2 sizes follow the GPT-2 paper; "tiny" is for tests, "small-cpu" trains in minutes on a
@@ -59,6 +61,10 @@ class HFGPTConfig(PreTrainedConfig):
         position_encoding_kwargs (`dict`, *optional*): parameters for that strategy (e.g. `{"theta": 10000.0}`).
         layer_norm_epsilon (`float`, defaults to 1e-5): LayerNorm epsilon.
         initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.
+        initialization (`str`, defaults to `"gpt2"`): how fresh weights are drawn. `"gpt2"`: GPT-2's normal
+            initialisation of std `initializer_range`, the projections into the residual stream scaled by
+            `1/sqrt(2 * n_layers)`. `"torch"`: each layer's PyTorch default (`nn.Linear`'s Kaiming-uniform,
+            `nn.Embedding`'s N(0, 1)), which is how the book's `GPTModel` starts.
         tie_word_embeddings (`bool`, defaults to `True`): share the token embedding with the LM head (as GPT-2).
         loss_chunk_size (`int`, *optional*, defaults to 1024): tokens per chunk of the memory-lean training loss.
             In training mode with `labels` (or `shift_labels`), `HFGPTForCausalLM` fuses the LM head with the
@@ -112,6 +118,7 @@ class HFGPTConfig(PreTrainedConfig):
     position_encoding_kwargs: dict[str, Any] | None = None
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
+    initialization: str = "gpt2"
     use_cache: bool = True
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -160,6 +167,10 @@ class HFGPTConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:
                 raise ConfigError(f"HFGPTConfig.{name} must be a positive finite number, got {value!r}")
+        if self.initialization not in INITIALIZATIONS:
+            raise ConfigError(
+                f"HFGPTConfig.initialization must be one of {', '.join(INITIALIZATIONS)}, got {self.initialization!r}"
+            )
         if not isinstance(self.qkv_bias, bool):
             raise ConfigError(f"HFGPTConfig.qkv_bias must be true or false, got {self.qkv_bias!r}")
         if not isinstance(self.position_encoding, str):

@@ -209,7 +209,9 @@ class HFGPTPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if self.config.initialization == "torch" and isinstance(module, (nn.Linear, nn.Embedding)):
+            self._init_as_torch(module)
+        elif isinstance(module, nn.Linear):
             # GPT-2: the projections into the residual stream are scaled by 1/sqrt(2 * n_layers). Done here, on
             # the layer itself: transformers skips the init of custom-code modules that hold no parameter of
             # their own (the attention and MLP modules), so a parent-level re-init would never run.
@@ -225,6 +227,19 @@ class HFGPTPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, PositionEncoding):
             module.init_buffers()
+
+    @staticmethod
+    def _init_as_torch(module: nn.Linear | nn.Embedding) -> None:
+        """The layer's own `reset_parameters`, through transformers' guarded init functions (which leave
+        loaded weights alone): `nn.Linear` Kaiming-uniform with a=sqrt(5), that is U(-1/sqrt(fan_in),
+        1/sqrt(fan_in)), its bias the same; `nn.Embedding` N(0, 1)."""
+        if isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+            return
+        init.kaiming_uniform_(module.weight, a=5**0.5)
+        if module.bias is not None:
+            bound = 1 / module.in_features**0.5
+            init.uniform_(module.bias, -bound, bound)
 
 
 class HFGPTModel(HFGPTPreTrainedModel):

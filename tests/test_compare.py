@@ -61,7 +61,8 @@ def test_compare_writes_results_plots_report_and_models(compared):
     for name in ("results.csv", "extrapolation.png", "training_curves.png", "attention.png", "report.md"):
         assert (output / name).stat().st_size > 0, name
     assert (output / "extrapolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "[1/2] learned" in log and "[2/2] alibi" in log  # progress per strategy
+    assert "[1/2] learned" not in log  # --no-progress: no progress lines, but each strategy's result
+    assert "compare: learned: trained in" in log and "compare: alibi: trained in" in log
 
     from transformers import AutoModelForCausalLM
 

@@ -71,6 +71,40 @@ def test_initialisation_follows_gpt2_scaled_residual_projections(n_layers):
     assert ours.attn.out_proj.weight.std().item() == pytest.approx(0.02 / (2 * n_layers) ** 0.5, rel=0.03)
 
 
+def test_torch_initialisation_draws_as_the_layers_own_reset_parameters():
+    """`initialization="torch"` (the book's GPTModel): every Linear and Embedding distributed as a fresh
+    `nn.Linear`/`nn.Embedding` of its shape is; the reference layers are built by torch itself."""
+    torch.manual_seed(0)
+    config = HFGPTConfig.from_preset("tiny", emb_dim=128, initialization="torch", tie_word_embeddings=False)
+    model = HFGPTForCausalLM(config)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))]
+    assert len(layers) == 2 * 4 + 3  # per block qkv, out, fc, proj; wte, wpe, the untied head
+    for layer in layers:
+        if isinstance(layer, torch.nn.Embedding):
+            reference = torch.nn.Embedding(layer.num_embeddings, layer.embedding_dim).weight
+        else:
+            reference = torch.nn.Linear(layer.in_features, layer.out_features).weight
+            assert layer.weight.abs().max() <= 1 / layer.in_features**0.5  # U(-1/sqrt(fan_in), +)
+        assert layer.weight.std().item() == pytest.approx(reference.std().item(), rel=0.05), layer
+    assert model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr()
+
+
+def test_torch_initialised_weights_survive_loading(tmp_path):
+    """The init is skipped for loaded weights (transformers' guarded init functions), untied head included."""
+    model = HFGPTForCausalLM(HFGPTConfig.from_preset("tiny", initialization="torch", tie_word_embeddings=False))
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    for (name, mine), (_, theirs) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(mine, theirs), name
+
+
+def test_an_unknown_initialization_is_refused():
+    from hfgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="initialization must be one of gpt2, torch"):
+        HFGPTConfig.from_preset("tiny", initialization="xavier")
+
+
 def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
     model = make()
     ids = torch.randint(0, 120, (2, 10))

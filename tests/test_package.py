@@ -115,7 +115,7 @@ def test_compare_takes_the_training_options_under_the_same_names_with_its_own_de
         "--max-steps MAX_STEPS stop after this many optimizer steps (default: --epochs) (default: 1500)"
         not in text
     )
-    assert "(default: 1500)" in text and "(default: bpe)" in text and "(default: compare-cpu)" in text
+    assert "(default: 1500;" in text and "(default: bpe;" in text and "(default: compare-cpu;" in text
 
 
 def test_every_public_name_is_importable_from_hfgpt():

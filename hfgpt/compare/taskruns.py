@@ -61,9 +61,11 @@ def train_task_strategy(
         return done
     task = get_task(comparison.options.task)
     L = comparison.max_length
-    report(
-        f"hfgpt compare: {strategy}: training {targs.max_steps} steps of {targs.batch_size} {task.name} examples"
-    )
+    if targs.show_progress:
+        report(
+            f"hfgpt compare: {strategy}: training {targs.max_steps} steps of {targs.batch_size} {task.name} "
+            "examples"
+        )
     started = time.perf_counter()
     with quiet(not targs.show_progress):
         tokenizer = task_tokenizer(task)

@@ -167,6 +167,21 @@ class TrainArguments:
     n_heads: int | None = preset_override("attention heads")
     n_layers: int | None = preset_override("layer count")
     drop_rate: float | None = preset_override("dropout rate", check=probability)
+    initialization: str = option(
+        "gpt2",
+        group="model",
+        choices=("gpt2", "torch"),  # HFGPTConfig.initialization's (not imported: --help stays light)
+        help="how fresh weights are drawn: gpt2 is GPT-2's N(0, 0.02) with the residual projections scaled; "
+        "torch is each layer's PyTorch default (N(0, 1) embeddings, Kaiming-uniform linear layers), as the "
+        "book's GPTModel",
+    )
+    tie_word_embeddings: bool = option(
+        True,
+        group="model",
+        negative_flag="--untie-embeddings",
+        help="give the output head weights of its own instead of sharing the token embedding's (GPT-2 shares "
+        "them; the book's GPTModel does not: 163M parameters at GPT-2 124M's shape)",
+    )
     init_from: str | None = option(
         None,
         group="model",

@@ -137,6 +137,7 @@ def build_config(args: TrainArguments, vocab_size: int | None = None, tokenizer=
     for name in ("position_encoding_layers", "nope_every", "sliding_window", "random_positions_max"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
+    fields.update(initialization=args.initialization, tie_word_embeddings=args.tie_word_embeddings)
     if tokenizer is not None:
         eos = tokenizer.eos_token_id
         fields.update(
@@ -193,6 +194,8 @@ MODEL_OPTIONS = {
     "emb_dim": "emb_dim",
     "n_heads": "n_heads",
     "n_layers": "n_layers",
+    "initialization": "initialization",
+    "tie_word_embeddings": "tie_word_embeddings",
 }
 
 

@@ -107,9 +107,22 @@ def test_book_recipe_is_the_books_configuration(tmp_path):
     assert targs.max_grad_norm == 0
 
 
+def test_book_recipe_builds_the_books_model():
+    """ch05 prints 163,009,536 parameters for GPT_CONFIG_124M (context 1024, its own output head); at context
+    256 that is 768 x 768 position embeddings fewer. GPTModel keeps PyTorch's default initialisation."""
+    from hfgpt.modeling_hfgpt import HFGPTForCausalLM
+    from hfgpt.training.pretraining import build_config
+
+    config = build_config(TrainArguments(recipe="book-ch05"))
+    assert (config.initialization, config.tie_word_embeddings) == ("torch", False)
+    model = HFGPTForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == 163_009_536 - (1024 - 256) * 768
+    assert model.transformer.wte.weight.std().item() == pytest.approx(1.0, rel=0.01)  # nn.Embedding's N(0, 1)
+
+
 def test_explicit_options_override_a_recipe():
-    args = TrainArguments(recipe="book-ch05", epochs=2.0, learning_rate=1e-3, drop_rate=0.0)
-    assert (args.epochs, args.learning_rate, args.drop_rate) == (2.0, 1e-3, 0.0)
+    args = TrainArguments(recipe="book-ch05", epochs=2.0, learning_rate=3e-4, drop_rate=0.0)
+    assert (args.epochs, args.learning_rate, args.drop_rate) == (2.0, 3e-4, 0.0)
     assert args.preset == "gpt2" and args.context_length == 256  # the rest is still the book's
 
 

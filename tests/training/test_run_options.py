@@ -310,9 +310,9 @@ def test_a_yaml_config_fills_options_and_the_command_line_wins(tmp_path):
 
 def test_a_json_config_with_flag_spellings_and_a_recipe(tmp_path):
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"recipe": "book-ch05", "lr": 1e-3, "max-steps": 40}))
+    config.write_text(json.dumps({"recipe": "book-ch05", "lr": 3e-4, "max-steps": 40}))
     args = parse("--config", str(config))
-    assert (args.learning_rate, args.max_steps) == (1e-3, 40)  # the file wins over its recipe
+    assert (args.learning_rate, args.max_steps) == (3e-4, 40)  # the file wins over its recipe
     assert args.preset == "gpt2" and args.context_length == 256  # the rest is the recipe's
 
 
