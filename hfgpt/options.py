@@ -137,23 +137,30 @@ def _type_error(value, annotation) -> str | None:
     return None
 
 
+def field_problem(f, value, annotation) -> str | None:
+    """What is wrong with `value` for the `option()` field `f` annotated `annotation` (its type, its choices,
+    then its check), or None."""
+    problem = _type_error(value, annotation)
+    if problem is None and value is not None:
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            problem = f"must be one of {', '.join(choices)}"
+        elif f.metadata.get("check") is not None:
+            problem = f.metadata["check"](value)
+    return problem
+
+
 def validate_fields(instance) -> None:
     """Check every field of a dataclass built with `option()`: type, choices, then its check."""
     hints = typing.get_type_hints(type(instance))
     for f in fields(instance):
         value = getattr(instance, f.name)
-        problem = _type_error(value, hints[f.name])
-        if problem is None and value is not None:
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                problem = f"must be one of {', '.join(choices)}"
-            elif f.metadata.get("check") is not None:
-                problem = f.metadata["check"](value)
-        if problem:
+        if problem := field_problem(f, value, hints[f.name]):
             raise ConfigError(f"{flag_of(f)} {problem}, got {value!r}")
 
 
 __all__ = [
+    "field_problem",
     "flag_of",
     "MODEL_DIR_HELP",
     "argument",

@@ -26,8 +26,11 @@ LENGTH - N + 1 tokens of context (transformers' perplexity guide, on windows of 
 Numbers: loss = mean cross-entropy in nats per scored token; perplexity = exp(loss); bits per byte =
 the summed cross-entropy in bits divided by the UTF-8 bytes of every document that has a token, counted
 in full (the first token's bytes included, though it is not scored, as lm-evaluation-harness counts
-whole documents); the EOS tokens between documents are scored and count no bytes. A length the model's positions cannot encode (`learned` past its context length) is reported as
-such and not run. The model runs on cuda when a GPU is available, else on the CPU.
+whole documents); the EOS tokens between documents are scored and count no bytes.
+
+A length the model's positions cannot encode (`learned` past its context length) is reported as such and
+not run; a length longer than the text scores the text once. The model runs on cuda when a GPU is
+available (--cpu: on the CPU), else on the CPU.
 """
 
 

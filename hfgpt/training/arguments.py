@@ -27,7 +27,7 @@ from typing import Any
 
 from hfgpt.errors import ConfigError
 from hfgpt.options import (
-    _type_error,
+    field_problem,
     flag_of,
     fraction,
     non_negative,
@@ -477,15 +477,7 @@ def read_config_file(path: str, cls: type = None) -> dict[str, Any]:
         if name in values:
             raise ConfigError(f"--config {path} gives {flag_of(by_name[name])} twice (as {key} too)")
         value = _coerce(value, hints[name])
-        f = by_name[name]
-        problem = _type_error(value, hints[name])
-        if problem is None and value is not None:
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                problem = f"must be one of {', '.join(choices)}"
-            elif f.metadata.get("check") is not None:
-                problem = f.metadata["check"](value)
-        if problem:
+        if problem := field_problem(by_name[name], value, hints[name]):
             raise ConfigError(f"--config {path}: {key} {problem}, got {value!r}")
         values[name] = list(value) if isinstance(value, tuple) else value
     return values
