@@ -66,7 +66,8 @@ def test_default_run_reads_like_the_books(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    printed = re.search(r"final training loss ([\d.]+), validation loss ([\d.]+)", done.stdout)
+    final = r"final training loss ([\d.]+) \(mean over steps [^)]*\), validation loss ([\d.]+)"
+    printed = re.search(final, done.stdout)
     assert printed, done.stdout[-2000:]
     log = json.loads((out / "training_log.json").read_text())
     train_loss = [r["loss"] for r in log["history"] if "loss" in r][-1]
