@@ -91,10 +91,14 @@ def test_torch_initialisation_draws_as_the_layers_own_reset_parameters():
 
 def test_torch_initialised_weights_survive_loading(tmp_path):
     """The init is skipped for loaded weights (transformers' guarded init functions), untied head included."""
-    model = HFGPTForCausalLM(HFGPTConfig.from_preset("tiny", initialization="torch", tie_word_embeddings=False))
+    model = HFGPTForCausalLM(
+        HFGPTConfig.from_preset("tiny", initialization="torch", tie_word_embeddings=False)
+    )
     model.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
-    for (name, mine), (_, theirs) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (name, mine), (_, theirs) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert torch.equal(mine, theirs), name
 
 

@@ -229,8 +229,10 @@ def test_no_progress_prints_no_bars_and_no_logs(tmp_path, models, capsys):
     assert code == 0, err
     assert not any(mark in out + err for mark in PROGRESS_MARKS), out + err
     lines = err.splitlines()  # what a run chose, not progress: the precision and the held-out split
-    assert len(lines) == 2 and lines[0].startswith("hfgpt: mixed precision: none") and lines[1].startswith(
-        "hfgpt: validation: held out"
+    assert (
+        len(lines) == 2
+        and lines[0].startswith("hfgpt: mixed precision: none")
+        and lines[1].startswith("hfgpt: validation: held out")
     ), err
     code, out, err = run(["eval", models / "learned", corpus, "--no-progress"], capsys)
     assert code == 0 and err == "", err

@@ -240,7 +240,10 @@ def test_structured_corpora_skipped_files_and_a_bounded_validation(tmp_path, cap
     data = prepare(
         tiny_args(tmp_path / "out", **args, skip_bad_files=True, max_eval_tokens=64, val_fraction=0.3)
     )
-    assert "skipped 1 file(s), 120,004 bytes, that are not UTF-8 text or cannot be read" in capsys.readouterr().err
+    assert (
+        "skipped 1 file(s), 120,004 bytes, that are not UTF-8 text or cannot be read"
+        in capsys.readouterr().err
+    )
     assert len(data.val_set) == 2  # validation uses at most 64 tokens: 2 windows of 32
     assert (
         sum(len(row) for row in data.train_set["input_ids"]) > 1000
