@@ -251,6 +251,7 @@ def check_init_from(args: TrainArguments) -> None:
     another tokenizer than the one its ids belong to, or a model option that would change its shape."""
     from hfgpt.errors import ConfigError
     from hfgpt.loading import check_tokenizer_dir
+    from hfgpt.options import flag_of
     from hfgpt.plugins import get_tokenizer_class
     from hfgpt.tokenization.strategies import fixed_vocabulary
 
@@ -273,16 +274,19 @@ def check_init_from(args: TrainArguments) -> None:
         if not fixed_vocabulary(wanted):  # a learned vocabulary cannot be learned again to the same ids
             check_tokenizer_dir(directory)
     for option_name, config_name in MODEL_OPTIONS.items():
+        option = TrainArguments.__dataclass_fields__[option_name]
         given = getattr(args, option_name)
-        if given is None or given == TrainArguments.__dataclass_fields__[option_name].default:
+        if given is None or given == option.default:
             continue
         saved_value = getattr(config, config_name, None)
         if config_name == "position_encoding_kwargs":
             saved_value = dict(saved_value or {})
         if given != saved_value:
-            flag = "--" + option_name.replace("_", "-")
+            # a bool given away from its default was given by its negative flag (--untie-embeddings), alone
+            flag = option.metadata.get("negative_flag") or flag_of(option)
+            typed = flag if option.metadata.get("negative_flag") else f"{flag} {given}"
             raise ConfigError(
-                f"{flag} {given} disagrees with the model in {directory} ({config_name} {saved_value}): "
+                f"{typed} disagrees with the model in {directory} ({config_name} {saved_value}): "
                 f"--init-from continues that model as it is; leave {flag} out"
             )
     if args.preset != TrainArguments.__dataclass_fields__["preset"].default:

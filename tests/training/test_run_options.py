@@ -274,6 +274,11 @@ def test_init_from_an_hfgpt_run_continues_it_with_its_tokenizer(tmp_path):
         ),
         (dict(emb_dim=64), r"--emb-dim 64 disagrees with the model in .* \(emb_dim 32\)"),
         (dict(position_encoding="rope"), r"--position-encoding rope disagrees with the model"),
+        (
+            dict(tie_word_embeddings=False),
+            r"^--untie-embeddings disagrees with the model in .* \(tie_word_embeddings True\).*leave "
+            r"--untie-embeddings out$",
+        ),
         (dict(preset="gpt2"), r"--preset gpt2 is not the shape of the model in"),
         (
             dict(tokenizer_options={"strict": True}),
