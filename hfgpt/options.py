@@ -150,6 +150,25 @@ def field_problem(f, value, annotation) -> str | None:
     return problem
 
 
+def field_default(f) -> Any:
+    """The default of dataclass field `f` (its factory's value for a list option); `MISSING` when it has none."""
+    if f.default is MISSING and f.default_factory is MISSING:
+        return MISSING
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def fill_defaults(instance, values: dict[str, Any]) -> None:
+    """Give each field of `instance` that still holds its default the value in `values` (a recipe's, a config
+    file's).
+
+    "Still holds its default" is judged by value, as the command line cannot tell `--epochs 40` from no
+    `--epochs` at all: an option given explicitly *at its default value* takes the value in `values` too.
+    """
+    for f in fields(instance):
+        if f.name in values and getattr(instance, f.name) == field_default(f):
+            setattr(instance, f.name, values[f.name])
+
+
 def validate_fields(instance) -> None:
     """Check every field of a dataclass built with `option()`: type, choices, then its check."""
     hints = typing.get_type_hints(type(instance))
@@ -160,7 +179,9 @@ def validate_fields(instance) -> None:
 
 
 __all__ = [
+    "field_default",
     "field_problem",
+    "fill_defaults",
     "flag_of",
     "MODEL_DIR_HELP",
     "argument",

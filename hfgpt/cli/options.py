@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import MISSING, fields
 from typing import Any
 
-from hfgpt.options import json_object
+from hfgpt.options import field_default, json_object
 
 
 def _value_type(annotation: Any) -> Any:
@@ -29,12 +29,6 @@ def _value_type(annotation: Any) -> Any:
 def _is_list(annotation: Any) -> bool:
     """Whether a field holds a list of values (`list[str]`, `list[str] | None`)."""
     return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
-
-
-def _default(f) -> Any:
-    if f.default is MISSING and f.default_factory is MISSING:
-        return MISSING
-    return f.default_factory() if f.default is MISSING else f.default
 
 
 def _json_object(text: str) -> dict:
@@ -62,7 +56,7 @@ def add_dataclass_arguments(
     for f in fields(cls):
         if f.name in exclude:
             continue
-        meta, default = f.metadata, defaults.get(f.name, _default(f))
+        meta, default = f.metadata, defaults.get(f.name, field_default(f))
         if meta["group"] not in groups:
             groups[meta["group"]] = parser.add_argument_group(meta["group"])
         group = groups[meta["group"]]

@@ -21,13 +21,14 @@ import json
 import math
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from hfgpt.errors import ConfigError
 from hfgpt.options import (
     field_problem,
+    fill_defaults,
     flag_of,
     fraction,
     non_negative,
@@ -400,10 +401,6 @@ class TrainArguments:
         return {"min_lr": self.min_lr} if self.min_lr is not None else {"min_lr_rate": 0.1}
 
 
-def _field_default(f) -> Any:
-    return f.default_factory() if f.default is MISSING else f.default
-
-
 def _config_keys(cls) -> dict[str, str]:
     """Every spelling of an option a config file may use -> its field: the field name, and each flag without
     its dashes, with `-` or `_` (`learning_rate`, `learning-rate`, `lr`)."""
@@ -481,17 +478,6 @@ def read_config_file(path: str, cls: type = None) -> dict[str, Any]:
             raise ConfigError(f"--config {path}: {key} {problem}, got {value!r}")
         values[name] = list(value) if isinstance(value, tuple) else value
     return values
-
-
-def fill_defaults(args, values: dict[str, Any]) -> None:
-    """Give each option of `args` that still holds its default the value in `values` (a config file's).
-
-    As for recipes, "still holds its default" is judged by value: an option given explicitly at its default
-    value takes the file's value.
-    """
-    for f in fields(args):
-        if f.name in values and getattr(args, f.name) == _field_default(f):
-            setattr(args, f.name, values[f.name])
 
 
 def resolve_mixed_precision(choice: str, cpu: bool) -> tuple[str, str]:

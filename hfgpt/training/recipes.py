@@ -9,11 +9,12 @@ alike. This module is imported by `hfgpt train --help`: it imports neither torch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
 from hfgpt.errors import ConfigError
+from hfgpt.options import fill_defaults
 
 
 @dataclass(frozen=True)
@@ -31,22 +32,12 @@ class Recipe:
     options: Mapping[str, Any]
 
     def apply(self, args) -> None:
-        """Give each option of `args` (a `TrainArguments`) that still holds its default the recipe's value.
-
-        "Still holds its default" is judged by value, as the command line cannot tell `--epochs 60` from no
-        `--epochs` at all: an option given explicitly *at its default value* takes the recipe's value too.
-        """
-        defaults = {f.name: _default(f) for f in fields(args)}
-        unknown = sorted(set(self.options) - set(defaults))
+        """Give each option of `args` (a `TrainArguments`) that still holds its default the recipe's value
+        (`hfgpt.options.fill_defaults`: an option given explicitly at its default value takes it too)."""
+        unknown = sorted(set(self.options) - {f.name for f in fields(args)})
         if unknown:
             raise ConfigError(f"the recipe sets {', '.join(unknown)}, which hfgpt train has no option for")
-        for name, value in self.options.items():
-            if getattr(args, name) == defaults[name]:
-                setattr(args, name, value)
-
-
-def _default(f) -> Any:
-    return f.default_factory() if f.default is MISSING else f.default
+        fill_defaults(args, self.options)
 
 
 # Raschka, "Build a Large Language Model (From Scratch)", chapter 5, section 5.2: GPT_CONFIG_124M at context
