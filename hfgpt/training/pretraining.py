@@ -84,19 +84,21 @@ class TrainResult:
         """This call's wall time, preparing the data to publishing the model."""
         return self.times.get("total", 0.0)
 
+    def _steady_rates(self) -> dict[str, float]:
+        if not self.tokens_per_step:
+            return {}
+        throughput = Throughput(self.tokens_per_step, self.flops_per_token, self.peak_flops)
+        return throughput.rates(self.steady_steps, self.steady_seconds)
+
     @property
     def tokens_per_second(self) -> float | None:
         """Steady-state training speed: the steps after the warm-up over their training time alone."""
-        if not (self.steady_steps and self.steady_seconds and self.tokens_per_step):
-            return None
-        return self.steady_steps * self.tokens_per_step / self.steady_seconds
+        return self._steady_rates().get("tokens_per_second")
 
     @property
     def mfu(self) -> float | None:
         """Model FLOPs utilisation of the steady state (`tokens_per_second`), on a GPU whose peak is known."""
-        if not (self.tokens_per_second and self.peak_flops and self.flops_per_token):
-            return None
-        return self.tokens_per_second * self.flops_per_token / self.peak_flops
+        return self._steady_rates().get("mfu")
 
     def final(self) -> dict[str, Any]:
         """The run's final values by clear names, as `training_log.json` records them under "final"."""
@@ -754,11 +756,11 @@ def _train(args: TrainArguments, callbacks: list | None) -> TrainResult:
 
 def speed_record(measured: dict[str, Any], tokens_per_step: int) -> dict[str, Any]:
     """The steady state as `training_log.json` records it under "speed"."""
-    steps, seconds = measured["steady_steps"], measured["steady_seconds"]
+    rates = Throughput(tokens_per_step).rates(measured["steady_steps"], measured["steady_seconds"])
     return {
         **measured,
         "tokens_per_step": tokens_per_step,
-        "steady_tokens_per_second": steps * tokens_per_step / seconds if steps and seconds > 0 else None,
+        "steady_tokens_per_second": rates.get("tokens_per_second"),
     }
 
 
