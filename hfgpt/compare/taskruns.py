@@ -51,9 +51,9 @@ def train_task_strategy(
     from hfgpt.modeling_hfgpt import HFGPTForCausalLM
     from hfgpt.quiet import quiet
     from hfgpt.tasks import get_task, pad_collator, task_tokenizer, training_rows
-    from hfgpt.training.arguments import trainer_arguments
+    from hfgpt.training.arguments import resolve_mixed_precision, trainer_arguments
     from hfgpt.training.outputs import RunDirectory, run_history
-    from hfgpt.training.pretraining import build_config
+    from hfgpt.training.pretraining import build_config, validate_at_last_step
 
     targs = comparison.strategy_arguments(strategy, seed)
     model_dir = Path(targs.output_dir)
@@ -78,6 +78,7 @@ def train_task_strategy(
         )
         run = RunDirectory(model_dir, overwrite=True).open()  # short runs: an interrupted one starts afresh
         every = targs.eval_every or max(20, targs.max_steps // 50)
+        precision, _ = resolve_mixed_precision(targs.mixed_precision, targs.cpu)  # auto: as `hfgpt train`
         args = trainer_arguments(
             str(run.checkpoints),
             label_names=["labels"],
@@ -98,8 +99,8 @@ def train_task_strategy(
             per_device_eval_batch_size=targs.eval_batch_size,
             dataloader_drop_last=False,
             # random batches that mix lengths: batches of one length each would pad less, but train unstably
-            bf16=targs.mixed_precision == "bf16",
-            fp16=targs.mixed_precision == "fp16",
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
             torch_compile=targs.compile,
         )
         set_seed(targs.seed)
@@ -112,9 +113,7 @@ def train_task_strategy(
             data_collator=pad_collator(tokenizer.eos_token_id),
         )
         trainer.train()
-        step = trainer.state.global_step
-        if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
-            trainer.evaluate()
+        validate_at_last_step(trainer)
         history = run_history(trainer.state.log_history)
         log = {"args": asdict(targs), "task": task.name, "history": history}
         run.save(trainer, tokenizer, log)

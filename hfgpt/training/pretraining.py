@@ -736,8 +736,7 @@ def _train(args: TrainArguments, callbacks: list | None) -> TrainResult:
     clock.add("warmup", measured["warmup_seconds"])
     clock.add("train", measured["steady_seconds"])
     step = trainer.state.global_step
-    if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
-        trainer.evaluate()  # Trainer usually validates at the last step itself
+    validate_at_last_step(trainer)
     history = run_history(trainer.state.log_history, per_step)
     sample = save_run(args, trainer, data, run, history, clock, speed_record(measured, per_step))
     if trainer.is_world_process_zero():
@@ -752,6 +751,14 @@ def _train(args: TrainArguments, callbacks: list | None) -> TrainResult:
     result.tokens_per_step, result.flops_per_token = per_step, flops_per_token
     result.device, result.peak_flops = device, peak_flops
     return result
+
+
+def validate_at_last_step(trainer) -> None:
+    """Validate at the run's last step unless Trainer did (it does when the last step is a validation step), so
+    that the history ends with the final validation loss."""
+    step = trainer.state.global_step
+    if not any(r.get("step") == step and "eval_loss" in r for r in trainer.state.log_history):
+        trainer.evaluate()
 
 
 def speed_record(measured: dict[str, Any], tokens_per_step: int) -> dict[str, Any]:
